@@ -1,0 +1,163 @@
+//! Command-line interface: `centralauth-operator run …` and `centralauth-operator crds`.
+//!
+//! Every flag can also come from an environment variable (`CENTRALAUTH_…`), which is how the
+//! Helm chart passes them. Unknown or malformed flags exit non-zero with clap's message.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Kubernetes operator and OAuth 2.1 / PKCE server for CentralAuth-style logins.
+#[derive(Parser, Debug)]
+#[command(name = "centralauth-operator", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands of the binary.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controllers and serve the login endpoints.
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
+    Crds(CrdsArgs),
+    /// Read a password on stdin and print its argon2id PHC hash, the value a `passwords`
+    /// login Secret maps an e-mail address to.
+    HashPassword,
+}
+
+/// Flags of `centralauth-operator crds`.
+#[derive(Args, Debug, Clone)]
+pub struct CrdsArgs {
+    /// Write one file per CRD (`<kind>.yaml`) into this directory instead of printing them.
+    #[arg(long)]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+/// Flags of `centralauth-operator run`. The Kubernetes client comes from `KUBECONFIG` or the
+/// in-cluster service account, as kube does.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Shared login domain: organizations answer on it (picked by client_id) and on
+    /// `<subdomain>.<base-domain>`.
+    #[arg(long, env = "CENTRALAUTH_BASE_DOMAIN", value_parser = parse_host)]
+    pub base_domain: String,
+
+    /// Address of the public HTTP server (login and OAuth endpoints).
+    #[arg(long, env = "CENTRALAUTH_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin server (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, env = "CENTRALAUTH_ADMIN_LISTEN", default_value = "0.0.0.0:8081")]
+    pub admin_listen: SocketAddr,
+
+    /// Where sessions, codes and tokens live: `memory` (one replica) or `redis://host:port/db`
+    /// (several replicas).
+    #[arg(long, env = "CENTRALAUTH_STORE", default_value = "memory")]
+    pub store: StoreUrl,
+
+    /// Log format.
+    #[arg(long, env = "CENTRALAUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the session/code store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// In process memory: only correct with one replica.
+    Memory,
+    /// A Redis server, shared by every replica. Holds the full `redis://` or `rediss://` URL.
+    Redis(String),
+}
+
+impl FromStr for StoreUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            return Ok(StoreUrl::Memory);
+        }
+        let rest = s
+            .strip_prefix("redis://")
+            .or_else(|| s.strip_prefix("rediss://"))
+            .ok_or_else(|| "expected `memory` or a `redis://host:port[/db]` URL".to_string())?;
+        let host = rest.rsplit('@').next().unwrap_or_default();
+        if host.is_empty() || host.starts_with('/') || host.starts_with(':') {
+            return Err("the redis URL has no host: expected `redis://host:port[/db]`".to_string());
+        }
+        Ok(StoreUrl::Redis(s.to_string()))
+    }
+}
+
+/// A bare lowercase host name: no scheme, path or port.
+fn parse_host(s: &str) -> Result<String, String> {
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if s.len() <= 253 && s.split('.').all(valid_label) {
+        Ok(s.to_string())
+    } else {
+        Err("expected a lowercase host name such as `auth.example.com` (no scheme, port or path)".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!("memory".parse::<StoreUrl>(), Ok(StoreUrl::Memory));
+        assert_eq!(
+            "redis://127.0.0.1:6379/0".parse::<StoreUrl>(),
+            Ok(StoreUrl::Redis("redis://127.0.0.1:6379/0".into()))
+        );
+        assert!("redis://".parse::<StoreUrl>().is_err());
+        assert!("postgres://x".parse::<StoreUrl>().is_err());
+        assert!("mem".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn base_domain_must_be_a_host() {
+        assert!(parse_host("auth.example.com").is_ok());
+        assert!(parse_host("localhost").is_ok());
+        assert!(parse_host("https://auth.example.com").is_err());
+        assert!(parse_host("auth.example.com:8080").is_err());
+        assert!(parse_host("Auth.Example.com").is_err());
+        assert!(parse_host("").is_err());
+    }
+
+    #[test]
+    fn unknown_flags_are_refused() {
+        let err = Cli::try_parse_from(["centralauth-operator", "run", "--base-domain", "a.b", "--bogus"]);
+        assert!(err.is_err());
+        let err = Cli::try_parse_from([
+            "centralauth-operator",
+            "run",
+            "--base-domain",
+            "a.b",
+            "--listen",
+            "nope",
+        ]);
+        assert!(err.is_err());
+        let ok = Cli::try_parse_from(["centralauth-operator", "run", "--base-domain", "a.b"]);
+        assert!(ok.is_ok());
+    }
+}

@@ -1,0 +1,292 @@
+//! `Organization`: one tenant of the login service — its domains, client ID, the origins its
+//! apps may redirect to, its login methods and its secret-rotation policy.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::DNS_SUBDOMAIN_RULE;
+
+/// CEL: an origin `https://host[:port]` (host may start with `*.`), or a loopback `http://`
+/// origin; never a path, query, fragment or userinfo. Whether `http://` loopback origins are
+/// accepted is decided by `allowLocalhost` in a spec-level rule.
+const ORIGIN_RULE: &str = "self.all(o, o.matches('^(https://(\\\\*\\\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|http://(localhost|127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\]))(:[0-9]{1,5})?$'))";
+
+/// CEL: absolute `https://` (or loopback `http://`) URLs without fragment or userinfo.
+const REDIRECT_URI_RULE: &str = "self.all(u, isURL(u) && (u.startsWith('https://') || u.matches('^http://(localhost|127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\])[:/]')) && !u.contains('#') && !u.matches('^[a-z]+://[^/?#]*@'))";
+
+/// CEL: a lowercase DNS hostname with at least two labels.
+const HOSTNAME_RULE: &str = "self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)+[a-z0-9]([-a-z0-9]*[a-z0-9])?$')";
+
+/// An organization: the unit that owns a login domain, a client ID and client secrets.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "centralauth.io",
+    version = "v1alpha1",
+    kind = "Organization",
+    namespaced,
+    doc = "An Organization: one tenant of the login service, with its login domains, OAuth client ID, allowed origins, login methods and secret-rotation policy.",
+    status = "OrganizationStatus",
+    shortname = "org",
+    category = "centralauth",
+    printcolumn = r#"{"name":"Client ID","type":"string","jsonPath":".status.clientId"}"#,
+    printcolumn = r#"{"name":"Login URL","type":"string","jsonPath":".status.loginUrl"}"#,
+    printcolumn = r#"{"name":"Active Secret","type":"string","jsonPath":".status.activeSecret.name"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.allowedOrigins) || self.allowLocalhost || self.allowedOrigins.all(o, o.startsWith('https://'))"
+).message("http:// origins are only allowed for localhost, and only with allowLocalhost: true").field_path(".allowedOrigins"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.redirectUris) || self.allowLocalhost || self.redirectUris.all(u, u.startsWith('https://'))"
+).message("http:// redirect URIs are only allowed for localhost, and only with allowLocalhost: true").field_path(".redirectUris"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.maxSessionSeconds) || !has(self.maxInactivitySeconds) || self.maxInactivitySeconds <= self.maxSessionSeconds"
+).message("maxInactivitySeconds must not exceed maxSessionSeconds").field_path(".maxInactivitySeconds"))]
+#[x_kube(validation = Rule::new("!has(oldSelf.clientId) || (has(self.clientId) && self.clientId == oldSelf.clientId)")
+    .message("clientId cannot be changed or removed once set: every app using it would stop working; create a new Organization instead"))]
+pub struct OrganizationSpec {
+    /// Name shown to users on the login page.
+    #[schemars(length(min = 1, max = 128))]
+    pub display_name: String,
+
+    /// Logo shown on the login page. Must be an `https://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && self.startsWith('https://')").message("logoUrl must be an https:// URL"))]
+    pub logo_url: Option<String>,
+
+    /// Your own login domain (e.g. `login.example.com`). The service answers on it in addition
+    /// to `<subdomain>.<base-domain>` and the shared base domain. Must be unique in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(HOSTNAME_RULE).message("customDomain must be a lowercase hostname such as login.example.com, without scheme, port or path"))]
+    pub custom_domain: Option<String>,
+
+    /// A DNS label: the organization also answers on `<subdomain>.<base-domain>`. Must be unique
+    /// across the cluster; a later organization asking for a taken subdomain is not Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("subdomain must be a DNS label: lowercase letters, digits and '-', not starting or ending with '-'"))]
+    pub subdomain: Option<String>,
+
+    /// Pins the OAuth client ID instead of letting the operator generate one (useful when
+    /// migrating apps that already know their ID). Can be added once, never changed or removed.
+    /// Must be unique across the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 128))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9][A-Za-z0-9._~-]*$')").message("clientId may only contain letters, digits, '.', '_', '~' and '-'"))]
+    pub client_id: Option<String>,
+
+    /// Whitelist of origins that redirect URIs and `return_to` URLs must belong to, each
+    /// `https://host[:port]` with no path, query or fragment. A leading `*.` matches any
+    /// subdomain (`https://*.example.com`). `http://localhost` origins need `allowLocalhost`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 262)))]
+    #[x_kube(validation = Rule::new(ORIGIN_RULE).message(
+        "each allowedOrigins entry must be an origin https://host[:port] (a leading '*.' is allowed) with no path, query, fragment or trailing slash"
+    ))]
+    pub allowed_origins: Vec<String>,
+
+    /// Exact callback URLs accepted by the standard OAuth endpoints (`/oauth2/authorize`), compared
+    /// as exact strings (RFC 9700). Each must lie inside `allowedOrigins`. When set, the
+    /// CentralAuth `/login` endpoint also requires the redirect's path to be one of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 2048)))]
+    #[x_kube(validation = Rule::new(REDIRECT_URI_RULE).message(
+        "each redirectUris entry must be an absolute https:// URL without fragment or userinfo"
+    ))]
+    pub redirect_uris: Vec<String>,
+
+    /// Development only: accept `http://localhost`, `http://127.0.0.1` and `http://[::1]`
+    /// origins and redirect URIs.
+    #[serde(default)]
+    pub allow_localhost: bool,
+
+    /// Longest a login session may last, in seconds, however active the user is. Default: 30 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_536_000))]
+    pub max_session_seconds: Option<i64>,
+
+    /// A session unused for this many seconds ends. Default: 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 31_536_000))]
+    pub max_inactivity_seconds: Option<i64>,
+
+    /// How users prove who they are. At least one method must be enabled.
+    pub login_methods: LoginMethods,
+
+    /// What happens to the previous client secret when a new one is activated.
+    #[serde(default)]
+    pub secret_rotation: SecretRotation,
+
+    /// Name of a Secret the operator keeps holding the client secret apps should use now
+    /// (keys `client_id`, `client_secret`, `issuer`, `fingerprint`), so workloads can mount one
+    /// name across rotations. Created and owned by the operator; an existing Secret it does not
+    /// own is never overwritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("credentialsSecretName must be a valid Secret name (lowercase DNS subdomain)"))]
+    pub credentials_secret_name: Option<String>,
+}
+
+/// Login methods of an organization.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.email) || has(self.passwords)").message("enable at least one login method: email or passwords"))]
+pub struct LoginMethods {
+    /// One-time 5-digit codes sent by e-mail over SMTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailLogin>,
+
+    /// Static e-mail/password accounts from a Secret, for air-gapped and test setups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passwords: Option<PasswordLogin>,
+}
+
+/// E-mail one-time-code login: where to send the codes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailLogin {
+    /// SMTP server host name.
+    #[schemars(length(min = 1, max = 253))]
+    pub smtp_host: String,
+
+    /// SMTP server port (587 for STARTTLS, 465 for implicit TLS, 25 for plain relays).
+    #[serde(default = "default_smtp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub smtp_port: u16,
+
+    /// Transport security towards the SMTP server.
+    #[serde(default)]
+    pub tls: SmtpTls,
+
+    /// Sender address of the code e-mails, e.g. `CentralAuth <login@example.com>`.
+    #[schemars(length(min = 3, max = 320))]
+    pub from: String,
+
+    /// Name of a Secret in this namespace with keys `username` and `password` for SMTP
+    /// authentication. Omit for relays without authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret_name: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// Transport security towards the SMTP server.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Upgrade the connection with STARTTLS (port 587).
+    #[default]
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for relays on a trusted network, and for tests.
+    None,
+}
+
+/// Password login: accounts from a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordLogin {
+    /// Name of a Secret in this namespace holding the accounts, htpasswd style: one
+    /// `email:argon2id-PHC-hash` per line under `key` (e-mail addresses cannot be Secret keys).
+    /// Make a hash with `centralauth-operator hash-password`.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("passwords.secretName must be a valid Secret name (lowercase DNS subdomain)"))]
+    pub secret_name: String,
+
+    /// Key of the Secret that holds the accounts.
+    #[serde(default = "default_users_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_users_key() -> String {
+    "users".to_string()
+}
+
+/// Secret-rotation policy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRotation {
+    /// How long the previous client secret keeps working after a new one is activated, as a
+    /// duration (`0s`, `90s`, `15m`, `1h`; at most `720h`). The default `0s` means the old
+    /// secret stops working at activation. With `OnRollout` activation the previous secret also
+    /// lives until every listed workload finished rolling out, whichever is later.
+    #[serde(default = "default_grace")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) <= duration('720h')")
+        .message("previousSecretGracePeriod must be a duration such as 0s, 90s, 15m or 1h, at most 720h"))]
+    pub previous_secret_grace_period: String,
+}
+
+impl Default for SecretRotation {
+    fn default() -> Self {
+        Self {
+            previous_secret_grace_period: default_grace(),
+        }
+    }
+}
+
+fn default_grace() -> String {
+    "0s".to_string()
+}
+
+/// Observed state of an Organization.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Standard conditions; `Ready` says whether the organization serves logins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// The OAuth client ID apps use. Generated once and stable for the object's life (also kept
+    /// in the `centralauth.io/client-id` annotation, so a lost status does not change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+
+    /// The OAuth/OIDC issuer identifier (`iss`) of this organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+
+    /// Where apps send users to log in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
+
+    /// Every host the login service answers on for this organization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+
+    /// The one ClientSecret that is active now. This field is the single record of activation:
+    /// it is changed only with optimistic concurrency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_secret: Option<ActiveSecretRef>,
+}
+
+/// Which ClientSecret is active.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveSecretRef {
+    /// Name of the ClientSecret.
+    pub name: String,
+    /// UID of the ClientSecret, so a deleted and recreated object of the same name is not
+    /// mistaken for the active one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Public fingerprint of the secret (`sha256:<hex>`).
+    pub fingerprint: String,
+    /// When it was activated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated_at: Option<Time>,
+}

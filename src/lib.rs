@@ -1,0 +1,17 @@
+//! centralauth-operator: a Kubernetes operator that runs a self-hosted CentralAuth-style login
+//! service declaratively, and the OAuth 2.0 / PKCE server that serves it, in one binary.
+//!
+//! Module map:
+//! - [`crd`]: the `Organization`, `ClientSecret` and `NativeApp` resource types (the API).
+//! - [`controller`]: one reconciler per kind.
+//! - [`http`]: the public OAuth/login server and the admin listener.
+//! - [`store`]: sessions, codes and tokens behind one trait (memory or Redis).
+//! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
+
+pub mod cli;
+pub mod controller;
+pub mod crd;
+pub mod crypto;
+pub mod http;
+pub mod run;
+pub mod store;

@@ -1,0 +1,1 @@
+//! Sessions, authorization codes, one-time codes and refresh tokens behind one trait.
