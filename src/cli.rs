@@ -46,6 +46,15 @@ pub struct RunArgs {
     #[arg(long, env = "CENTRALAUTH_BASE_DOMAIN", value_parser = parse_host)]
     pub base_domain: String,
 
+    /// Scheme of public URLs (issuers, login URLs). `http` only for local development and tests;
+    /// behind a TLS-terminating ingress keep `https`.
+    #[arg(long, env = "CENTRALAUTH_PUBLIC_SCHEME", value_enum, default_value_t = PublicScheme::Https)]
+    pub public_scheme: PublicScheme,
+
+    /// Port of public URLs when it is not the scheme's default (e.g. a local test server).
+    #[arg(long, env = "CENTRALAUTH_PUBLIC_PORT")]
+    pub public_port: Option<u16>,
+
     /// Address of the public HTTP server (login and OAuth endpoints).
     #[arg(long, env = "CENTRALAUTH_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -62,6 +71,29 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "CENTRALAUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// Scheme of public URLs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublicScheme {
+    /// `https://` (production).
+    Https,
+    /// `http://` (local development and tests only).
+    Http,
+}
+
+impl RunArgs {
+    /// How the public server is reached, from the flags.
+    pub fn public_base(&self) -> crate::tenant::PublicBase {
+        crate::tenant::PublicBase {
+            scheme: match self.public_scheme {
+                PublicScheme::Https => "https".into(),
+                PublicScheme::Http => "http".into(),
+            },
+            base_domain: self.base_domain.clone(),
+            port: self.public_port,
+        }
+    }
 }
 
 /// Log output format.

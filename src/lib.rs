@@ -3,11 +3,15 @@
 //!
 //! Module map:
 //! - [`crd`]: the `Organization`, `ClientSecret` and `NativeApp` resource types (the API).
+//! - [`tenant`]: how an organization is addressed (hosts, issuer, login URL).
+//! - [`cache`]: reflector caches of the three kinds, which the HTTP server reads.
+//! - [`crypto`]: argon2id hashing of secrets and passwords.
 //! - [`controller`]: one reconciler per kind.
 //! - [`http`]: the public OAuth/login server and the admin listener.
 //! - [`store`]: sessions, codes and tokens behind one trait (memory or Redis).
 //! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
 
+pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crd;
@@ -15,3 +19,4 @@ pub mod crypto;
 pub mod http;
 pub mod run;
 pub mod store;
+pub mod tenant;

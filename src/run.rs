@@ -7,7 +7,9 @@ use kube::Client;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use crate::cache::Caches;
 use crate::cli::{LogFormat, RunArgs};
+use crate::controller;
 use crate::crd::GROUP;
 use crate::http::admin::{self, Health};
 
@@ -70,7 +72,18 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let admin_listener = bind(args.admin_listen).await?;
     let public_listener = bind(args.listen).await?;
     tracing::info!(public = %args.listen, admin = %args.admin_listen, "listening");
-    health.set_ready(true);
+
+    let caches = Caches::start(&client);
+    let ctx = controller::Context::new(client.clone(), args.public_base(), std::env::var("POD_NAME").ok());
+    tokio::spawn(controller::run(ctx));
+    tokio::spawn({
+        let (caches, health) = (caches.clone(), health.clone());
+        async move {
+            caches.wait_until_ready().await;
+            tracing::info!("caches synced; ready");
+            health.set_ready(true);
+        }
+    });
 
     let admin = axum::serve(admin_listener, admin::router(health.clone())).with_graceful_shutdown(shutdown_signal());
     let public = axum::serve(public_listener, crate::http::public_router()).with_graceful_shutdown(shutdown_signal());

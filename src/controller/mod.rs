@@ -1,1 +1,50 @@
-//! One reconciler per kind: `Organization`, `ClientSecret`, `NativeApp`.
+//! One reconciler per kind: [`organization`], [`client_secret`], [`native_app`].
+//!
+//! Every reconciler follows the same shape (after kube-rs `controller-rs`): `run` builds a
+//! `kube::runtime::Controller` with its watches, `reconcile` is idempotent and correct whatever
+//! the previous reconcile did before the process died, and `error_policy` requeues with backoff.
+
+pub mod client_secret;
+pub mod native_app;
+pub mod organization;
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::tenant::PublicBase;
+
+/// What every reconciler shares.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// How the public server is reached (issuer and login URLs are derived from it).
+    pub public: PublicBase,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// A context whose events are reported as `centralauth-operator` from `instance`.
+    pub fn new(client: Client, public: PublicBase, instance: Option<String>) -> Arc<Context> {
+        let reporter = Reporter {
+            controller: "centralauth-operator".into(),
+            instance,
+        };
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            public,
+        })
+    }
+}
+
+/// Runs the three controllers until the future is dropped (on shutdown or lost leadership).
+pub async fn run(ctx: Arc<Context>) {
+    tokio::join!(
+        organization::run(ctx.clone()),
+        client_secret::run(ctx.clone()),
+        native_app::run(ctx.clone()),
+    );
+}
