@@ -180,3 +180,92 @@ pub struct ClientSecretStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Time>,
 }
+
+impl ClientSecret {
+    /// The lifecycle phase (`Pending` until the status says otherwise).
+    pub fn phase(&self) -> ClientSecretPhase {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(ClientSecretPhase::Pending)
+    }
+
+    /// Name of the Kubernetes Secret holding the plaintext.
+    pub fn secret_name(&self) -> String {
+        self.spec
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+
+    /// Whether the server may accept this secret for `org` right now: the organization's status
+    /// (the single record of activation) names it as active, or it is `Retiring` (inside its
+    /// grace period or rollout). A secret whose own status still says `Active` but that the
+    /// organization no longer names is refused.
+    pub fn authenticates_for(&self, org: &super::Organization) -> bool {
+        let same_namespace = self.metadata.namespace == org.metadata.namespace;
+        let same_org = Some(&self.spec.organization_ref.name) == org.metadata.name.as_ref();
+        let has_hash = self.status.as_ref().is_some_and(|s| s.secret_hash.is_some());
+        if !(same_namespace && same_org && has_hash) {
+            return false;
+        }
+        let named_active = org
+            .active_secret()
+            .is_some_and(|a| Some(&a.name) == self.metadata.name.as_ref() && a.uid == self.metadata.uid);
+        named_active || self.phase() == ClientSecretPhase::Retiring
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ActiveSecretRef, Organization, OrganizationStatus};
+
+    fn org(active: Option<(&str, &str)>) -> Organization {
+        let mut org: Organization = serde_json::from_value(serde_json::json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization",
+            "metadata": {"name": "acme", "namespace": "ns"},
+            "spec": {"displayName": "Acme", "loginMethods": {"passwords": {"secretName": "u"}}}
+        }))
+        .unwrap();
+        org.status = Some(OrganizationStatus {
+            active_secret: active.map(|(name, uid)| ActiveSecretRef {
+                name: name.into(),
+                uid: Some(uid.into()),
+                fingerprint: "sha256:x".into(),
+                activated_at: None,
+            }),
+            ..Default::default()
+        });
+        org
+    }
+
+    fn secret(name: &str, uid: &str, phase: ClientSecretPhase) -> ClientSecret {
+        let mut cs: ClientSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid},
+            "spec": {"organizationRef": {"name": "acme"}}
+        }))
+        .unwrap();
+        cs.status = Some(ClientSecretStatus {
+            phase: Some(phase),
+            secret_hash: Some("$argon2id$…".into()),
+            ..Default::default()
+        });
+        cs
+    }
+
+    #[test]
+    fn only_the_recorded_active_secret_and_retiring_ones_authenticate() {
+        let org = org(Some(("new", "uid-new")));
+        assert!(secret("new", "uid-new", ClientSecretPhase::Active).authenticates_for(&org));
+        // Status not caught up yet: the organization's record decides.
+        assert!(secret("new", "uid-new", ClientSecretPhase::Pending).authenticates_for(&org));
+        assert!(!secret("old", "uid-old", ClientSecretPhase::Active).authenticates_for(&org));
+        assert!(secret("old", "uid-old", ClientSecretPhase::Retiring).authenticates_for(&org));
+        assert!(!secret("old", "uid-old", ClientSecretPhase::Revoked).authenticates_for(&org));
+        // Same name, recreated object: not the active one.
+        assert!(!secret("new", "uid-other", ClientSecretPhase::Active).authenticates_for(&org));
+        assert!(!secret("new", "uid-new", ClientSecretPhase::Active).authenticates_for(&self::org(None)));
+    }
+}

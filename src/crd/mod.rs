@@ -34,8 +34,19 @@ pub const ACTIVATE_ANNOTATION: &str = "centralauth.io/activate";
 /// Pod-template annotation that marks a workload as rolled out with a given secret
 /// (`OnRollout` activation).
 pub const ROLLOUT_FINGERPRINT_ANNOTATION: &str = "centralauth.io/client-secret-fingerprint";
-/// Field manager used for every server-side apply and status patch of the operator.
+/// Annotation on an Organization that keeps its generated client ID, so the ID survives a lost
+/// status and an operator restart.
+pub const CLIENT_ID_ANNOTATION: &str = "centralauth.io/client-id";
+/// Field manager used for every server-side apply and status patch of the operator, except
+/// the two below.
 pub const FIELD_MANAGER: &str = "centralauth-operator";
+/// Field manager of the Organization controller's part of an Organization status (client ID,
+/// issuer, login URL, domains, its conditions).
+pub const ORG_STATUS_MANAGER: &str = "centralauth-operator/organization";
+/// Field manager of the activation record (`status.activeSecret` of an Organization and the
+/// conditions about it), written by the ClientSecret controller with a resourceVersion
+/// precondition (optimistic concurrency).
+pub const ACTIVATION_MANAGER: &str = "centralauth-operator/activation";
 
 /// A reference to an Organization in the same namespace as the referring object.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]

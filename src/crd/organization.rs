@@ -290,3 +290,27 @@ pub struct ActiveSecretRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activated_at: Option<Time>,
 }
+
+impl Organization {
+    /// The organization's client ID: pinned in spec, else the one recorded in the
+    /// `centralauth.io/client-id` annotation, else the one in status. `None` until the
+    /// Organization controller has generated one.
+    pub fn client_id(&self) -> Option<&str> {
+        self.spec
+            .client_id
+            .as_deref()
+            .or_else(|| {
+                self.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(super::CLIENT_ID_ANNOTATION))
+                    .map(String::as_str)
+            })
+            .or_else(|| self.status.as_ref().and_then(|s| s.client_id.as_deref()))
+    }
+
+    /// The ClientSecret this organization's status records as active, if any.
+    pub fn active_secret(&self) -> Option<&ActiveSecretRef> {
+        self.status.as_ref().and_then(|s| s.active_secret.as_ref())
+    }
+}

@@ -4,7 +4,20 @@ pub mod admin;
 
 use axum::Router;
 
+use crate::cache::Caches;
+use crate::tenant::PublicBase;
+
+/// What the public handlers share. Handlers read organizations, secrets and apps from the
+/// caches, never from the API server.
+#[derive(Clone)]
+pub struct AppState {
+    /// Reflector caches of the three kinds.
+    pub caches: Caches,
+    /// How the public server is reached.
+    pub public: PublicBase,
+}
+
 /// The public router (login and OAuth endpoints).
-pub fn public_router() -> Router {
-    Router::new()
+pub fn public_router(state: AppState) -> Router {
+    Router::new().with_state(state)
 }
