@@ -1,13 +1,19 @@
 //! Reflector caches of the three kinds, run by every replica (leader or not): the HTTP server
 //! answers from them and never calls the API server on the request path.
+//!
+//! With a namespace-restricted [`Scope`] each namespace has its own watch (the operator may not
+//! list cluster-wide), and the per-namespace streams are combined into one [`Store`] per kind,
+//! so readers see the same type whatever the scope.
 
 use futures::StreamExt;
-use kube::runtime::reflector::{self, Store};
+use k8s_openapi::NamespaceResourceScope;
+use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::crd::{ClientSecret, NativeApp, Organization};
+use crate::scope::Scope;
 
 /// Read handles on the caches.
 #[derive(Clone)]
@@ -21,16 +27,22 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Starts one reflector per kind on the tokio runtime and returns the read handles.
+    /// Starts one cluster-wide reflector per kind on the tokio runtime and returns the read
+    /// handles. Same as [`Caches::start_scoped`] with [`Scope::Cluster`].
     pub fn start(client: &Client) -> Caches {
+        Caches::start_scoped(client, &Scope::Cluster)
+    }
+
+    /// Starts the reflectors of the three kinds for the watched namespaces of `scope`.
+    pub fn start_scoped(client: &Client, scope: &Scope) -> Caches {
         Caches {
-            organizations: spawn_reflector(Api::all(client.clone())),
-            client_secrets: spawn_reflector(Api::all(client.clone())),
-            native_apps: spawn_reflector(Api::all(client.clone())),
+            organizations: spawn_reflector(client, scope),
+            client_secrets: spawn_reflector(client, scope),
+            native_apps: spawn_reflector(client, scope),
         }
     }
 
-    /// Resolves once every cache has listed its objects.
+    /// Resolves once every cache has listed its objects (in every watched namespace).
     pub async fn wait_until_ready(&self) {
         let _ = tokio::join!(
             self.organizations.wait_until_ready(),
@@ -40,16 +52,87 @@ impl Caches {
     }
 }
 
-fn spawn_reflector<K>(api: Api<K>) -> Store<K>
+fn spawn_reflector<K>(client: &Client, scope: &Scope) -> Store<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    match scope {
+        Scope::Cluster => {
+            let api = Api::<K>::all(client.clone());
+            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+            tokio::spawn(stream.for_each(|event| async move {
+                if let Err(err) = event {
+                    warn_watch_failed::<K>(&err);
+                }
+            }));
+        }
+        Scope::Namespaces(_) => {
+            tokio::spawn(combine_namespaces(scope.apis::<K>(client), writer));
+        }
+    }
+    reader
+}
+
+fn warn_watch_failed<K: Resource<DynamicType = ()>>(err: &watcher::Error) {
+    tracing::warn!(kind = K::kind(&()).as_ref(), error = %err, "cache watch failed; retrying");
+}
+
+/// Feeds one store from one watch per namespace. Each namespace also has a private store;
+/// changes pass straight through, and whenever a namespace finishes a (re)list the combined
+/// store is rebuilt from all private stores — the store's own list semantics would otherwise
+/// let one namespace's relist wipe the others. The combined store becomes ready only once
+/// every namespace has listed.
+async fn combine_namespaces<K>(apis: Vec<Api<K>>, mut combined: Writer<K>)
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
-    tokio::spawn(stream.for_each(|event| async move {
-        if let Err(err) = event {
-            tracing::warn!(kind = K::kind(&()).as_ref(), error = %err, "cache watch failed; retrying");
+    let mut private: Vec<Writer<K>> = apis.iter().map(|_| Writer::default()).collect();
+    let mut listed = vec![false; apis.len()];
+    let streams = apis.into_iter().enumerate().map(|(i, api)| {
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |event| (i, event))
+            .boxed()
+    });
+    let mut events = futures::stream::select_all(streams);
+    while let Some((i, event)) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                warn_watch_failed::<K>(&err);
+                continue;
+            }
+        };
+        private[i].apply_watcher_event(&event);
+        match event {
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) => combined.apply_watcher_event(&event),
+            watcher::Event::InitDone => {
+                listed[i] = true;
+                if listed.iter().all(|l| *l) {
+                    rebuild(&mut combined, &private);
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
-    }));
-    reader
+    }
+}
+
+fn rebuild<K>(combined: &mut Writer<K>, private: &[Writer<K>])
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    combined.apply_watcher_event(&watcher::Event::Init);
+    for store in private {
+        for obj in store.as_reader().state() {
+            combined.apply_watcher_event(&watcher::Event::InitApply((*obj).clone()));
+        }
+    }
+    combined.apply_watcher_event(&watcher::Event::InitDone);
 }

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -21,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the controllers and serve the login endpoints.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML (what `crds/` holds).
     Crds(CrdsArgs),
     /// Read a password on stdin and print its argon2id PHC hash, the value a `passwords`
@@ -71,6 +72,46 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "CENTRALAUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Watch only these namespaces (repeat the flag or separate with commas). Empty: the whole
+    /// cluster. A restricted operator needs only namespaced Roles (the chart's
+    /// `watchNamespaces`) and never lists anything cluster-wide.
+    #[arg(long = "watch-namespace", env = "CENTRALAUTH_WATCH_NAMESPACES", value_delimiter = ',', value_parser = parse_namespace)]
+    pub watch_namespaces: Vec<String>,
+
+    /// Elect a leader on a Lease so that only one replica reconciles. `false` only for a
+    /// single replica that must not touch a Lease.
+    #[arg(long, env = "CENTRALAUTH_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "CENTRALAUTH_LEASE_NAME", default_value = "centralauth-operator", value_parser = parse_namespace)]
+    pub lease_name: String,
+
+    /// Namespace of the leader Lease. Default: `POD_NAMESPACE` (the chart sets it from the
+    /// downward API), else the kubeconfig's namespace.
+    #[arg(long, env = "POD_NAMESPACE", value_parser = parse_namespace)]
+    pub lease_namespace: Option<String>,
+
+    /// How long followers wait after the leader's last renewal before taking over (whole
+    /// seconds, e.g. `15s`).
+    #[arg(long, env = "CENTRALAUTH_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long the leader keeps trying to renew before it stops reconciling. Must be shorter
+    /// than `--lease-duration`.
+    #[arg(long, env = "CENTRALAUTH_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub lease_renew_deadline: Duration,
+
+    /// Interval between attempts to take or renew the lease. Must be shorter than
+    /// `--lease-renew-deadline`.
+    #[arg(long, env = "CENTRALAUTH_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub lease_retry_period: Duration,
+
+    /// On SIGTERM, report not-ready at once but keep serving this long before closing the
+    /// listeners, so load balancers stop sending traffic first (e.g. `5s` in a cluster).
+    #[arg(long, env = "CENTRALAUTH_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
 }
 
 /// Scheme of public URLs.
@@ -83,6 +124,11 @@ pub enum PublicScheme {
 }
 
 impl RunArgs {
+    /// The namespaces to watch, from `--watch-namespace`.
+    pub fn scope(&self) -> crate::scope::Scope {
+        crate::scope::Scope::from_namespaces(self.watch_namespaces.clone())
+    }
+
     /// How the public server is reached, from the flags.
     pub fn public_base(&self) -> crate::tenant::PublicBase {
         crate::tenant::PublicBase {
@@ -133,6 +179,35 @@ impl FromStr for StoreUrl {
     }
 }
 
+/// A namespace (or other DNS-label) name.
+fn parse_namespace(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if valid {
+        Ok(s.to_string())
+    } else {
+        Err("expected a namespace name: lowercase letters, digits and '-', at most 63 characters".to_string())
+    }
+}
+
+/// A duration such as `500ms`, `15s` or `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("expected a duration such as 500ms, 15s or 2m, got {s:?}");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| err())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(err()),
+    }
+}
+
 /// A bare lowercase host name: no scheme, path or port.
 fn parse_host(s: &str) -> Result<String, String> {
     let valid_label = |l: &str| {
@@ -174,6 +249,40 @@ mod tests {
         assert!(parse_host("auth.example.com:8080").is_err());
         assert!(parse_host("Auth.Example.com").is_err());
         assert!(parse_host("").is_err());
+    }
+
+    #[test]
+    fn durations_and_namespaces() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("1h").is_err());
+        let cli = Cli::try_parse_from([
+            "centralauth-operator",
+            "run",
+            "--base-domain",
+            "a.b",
+            "--watch-namespace",
+            "team-a,team-b",
+            "--watch-namespace",
+            "team-c",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else { panic!() };
+        assert_eq!(args.watch_namespaces, ["team-a", "team-b", "team-c"]);
+        assert!(
+            Cli::try_parse_from([
+                "centralauth-operator",
+                "run",
+                "--base-domain",
+                "a.b",
+                "--watch-namespace",
+                "Team_A"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - [`controller`]: one reconciler per kind.
 //! - [`http`]: the public OAuth/login server and the admin listener.
 //! - [`store`]: sessions, codes and tokens behind one trait (memory or Redis).
+//! - [`scope`]: which namespaces are watched (all, or a list).
+//! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
+//! - [`metrics`]: Prometheus metrics served on the admin listener.
 //! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
 
 pub mod cache;
@@ -17,6 +20,9 @@ pub mod controller;
 pub mod crd;
 pub mod crypto;
 pub mod http;
+pub mod leader;
+pub mod metrics;
 pub mod run;
+pub mod scope;
 pub mod store;
 pub mod tenant;

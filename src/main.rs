@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::Run(args) => {
             centralauth_operator::run::init_tracing(args.log_format);
-            match centralauth_operator::run::run(args).await {
+            match centralauth_operator::run::run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!(error = %err, "centralauth-operator stopped");

@@ -1,10 +1,14 @@
 //! Wiring of `centralauth-operator run`: connect to Kubernetes, check the CRDs, start the
-//! controllers and both HTTP listeners, stop cleanly on SIGTERM / Ctrl-C.
+//! caches (every replica), the controllers (the leader only, see [`crate::leader`]), the admin
+//! and public listeners, and stop cleanly on SIGTERM / Ctrl-C.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::Client;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use crate::cache::Caches;
@@ -12,6 +16,8 @@ use crate::cli::{LogFormat, RunArgs};
 use crate::controller;
 use crate::crd::GROUP;
 use crate::http::admin::{self, Health};
+use crate::leader::{self, Elector, LeaseConfig, LeaseConfigError};
+use crate::metrics::Metrics;
 
 /// Why `run` stopped.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,9 @@ pub enum RunError {
         /// Comma-separated kinds that the API server does not serve.
         missing: String,
     },
+    /// The leader-election flags cannot work.
+    #[error("invalid leader election settings: {0}")]
+    Lease(#[source] LeaseConfigError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -62,41 +71,129 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// Runs the operator until SIGTERM or Ctrl-C.
+/// Runs the operator until SIGTERM or Ctrl-C, then shuts down gracefully: `/readyz` turns
+/// unready at once, the leader stops its controllers and releases the lease, the listeners keep
+/// serving for `--shutdown-delay`, then stop accepting and finish the requests in flight.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::KubeConfig)?;
+    let lease = lease_config(&args, &client)?;
     check_crds(&client).await?;
-    tracing::info!(base_domain = %args.base_domain, "CentralAuth CRDs found");
+    let scope = args.scope();
+    tracing::info!(base_domain = %args.base_domain, watching = %scope.describe(), "CentralAuth CRDs found");
 
     let health = Arc::new(Health::default());
     let admin_listener = bind(args.admin_listen).await?;
     let public_listener = bind(args.listen).await?;
     tracing::info!(public = %args.listen, admin = %args.admin_listen, "listening");
 
-    let caches = Caches::start(&client);
-    let ctx = controller::Context::new(client.clone(), args.public_base(), std::env::var("POD_NAME").ok());
-    tokio::spawn(controller::run(ctx));
-    tokio::spawn({
-        let (caches, health) = (caches.clone(), health.clone());
-        async move {
-            caches.wait_until_ready().await;
-            tracing::info!("caches synced; ready");
-            health.set_ready(true);
-        }
-    });
+    let caches = Caches::start_scoped(&client, &scope);
+    let metrics = Metrics::new(Some(caches.clone()));
+    let pod_name = std::env::var("POD_NAME").ok();
+    let ctx = controller::Context::build(client.clone(), args.public_base(), pod_name, scope, metrics.clone());
+    tokio::spawn(mark_ready_when_synced(caches.clone(), health.clone()));
 
-    let admin = axum::serve(admin_listener, admin::router(health.clone())).with_graceful_shutdown(shutdown_signal());
+    let (terminating, stop_serving) = shutdown_phases(health.clone(), args.shutdown_delay);
+    let controllers = run_controllers(client, lease, ctx, metrics.clone(), wait_for(terminating));
+    let admin = serve(
+        admin_listener,
+        admin::router(health, metrics.clone()),
+        wait_for(stop_serving.clone()),
+    );
     let state = crate::http::AppState {
         caches,
         public: args.public_base(),
     };
-    let public =
-        axum::serve(public_listener, crate::http::public_router(state)).with_graceful_shutdown(shutdown_signal());
-    let (a, p) = tokio::join!(admin.into_future(), public.into_future());
+    let public_router = metrics.http_layer(crate::http::public_router(state));
+    let public = serve(public_listener, public_router, wait_for(stop_serving));
+    let ((), a, p) = tokio::join!(controllers, admin, public);
     a.map_err(|source| RunError::Serve { what: "admin", source })?;
     p.map_err(|source| RunError::Serve { what: "public", source })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The lease settings from the flags, validated; `None` with `--leader-elect=false`.
+fn lease_config(args: &RunArgs, client: &Client) -> Result<Option<LeaseConfig>, RunError> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    let config = LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
+        identity: leader::identity(std::env::var("POD_NAME").ok().as_deref()),
+        duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        retry_period: args.lease_retry_period,
+    };
+    config.validate().map_err(RunError::Lease)?;
+    Ok(Some(config))
+}
+
+/// Runs the controllers while this replica leads (or always, without leader election) until
+/// `shutdown` resolves.
+async fn run_controllers(
+    client: Client,
+    lease: Option<LeaseConfig>,
+    ctx: Arc<controller::Context>,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    match lease {
+        Some(config) => {
+            tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "leader election on");
+            let elector = Elector::new(client, config);
+            leader::lead(elector, metrics, shutdown, move || controller::run(ctx.clone())).await;
+        }
+        None => {
+            tracing::info!("leader election off; starting the controllers");
+            metrics.set_leader(true, "acquired");
+            tokio::select! {
+                () = shutdown => {}
+                () = controller::run(ctx) => {}
+            }
+        }
+    }
+}
+
+async fn mark_ready_when_synced(caches: Caches, health: Arc<Health>) {
+    caches.wait_until_ready().await;
+    tracing::info!("caches synced; ready");
+    health.set_ready(true);
+}
+
+/// Two signals derived from SIGTERM / Ctrl-C: `terminating` fires at once (and `/readyz` turns
+/// unready), `stop_serving` after `delay`.
+fn shutdown_phases(health: Arc<Health>, delay: Duration) -> (watch::Receiver<bool>, watch::Receiver<bool>) {
+    let (terminating_tx, terminating) = watch::channel(false);
+    let (stop_tx, stop_serving) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(delay = ?delay, "shutting down: not ready; stopping the controllers");
+        health.set_ready(false);
+        let _ = terminating_tx.send(true);
+        tokio::time::sleep(delay).await;
+        tracing::info!("closing the listeners; finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
+    (terminating, stop_serving)
+}
+
+/// Resolves once `rx` holds `true` (or its sender is gone).
+pub async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; then stops accepting connections
+/// and returns once every request in flight has been answered.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {

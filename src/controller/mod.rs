@@ -10,9 +10,12 @@ pub mod organization;
 
 use std::sync::Arc;
 
-use kube::Client;
+use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client, Resource};
 
+use crate::metrics::Metrics;
+use crate::scope::Scope;
 use crate::tenant::PublicBase;
 
 /// What every reconciler shares.
@@ -23,11 +26,29 @@ pub struct Context {
     pub public: PublicBase,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
+    /// The watched namespaces. Controllers build their watches with [`Scope::for_each`] /
+    /// [`crate::scope::WatchScope::api`] (or [`Context::apis`]) — never `Api::all` — so a
+    /// namespace-restricted operator stays inside its RBAC.
+    pub scope: Scope,
+    /// Metrics: wrap each reconcile with [`Metrics::reconcile`] or [`Metrics::instrument`].
+    pub metrics: Metrics,
 }
 
 impl Context {
-    /// A context whose events are reported as `centralauth-operator` from `instance`.
+    /// A context whose events are reported as `centralauth-operator` from `instance`, watching
+    /// the whole cluster, with metrics nobody scrapes (for tests).
     pub fn new(client: Client, public: PublicBase, instance: Option<String>) -> Arc<Context> {
+        Context::build(client, public, instance, Scope::Cluster, Metrics::default())
+    }
+
+    /// A context watching `scope` and reporting into `metrics`.
+    pub fn build(
+        client: Client,
+        public: PublicBase,
+        instance: Option<String>,
+        scope: Scope,
+        metrics: Metrics,
+    ) -> Arc<Context> {
         let reporter = Reporter {
             controller: "centralauth-operator".into(),
             instance,
@@ -36,7 +57,18 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             public,
+            scope,
+            metrics,
         })
+    }
+
+    /// One API handle per watched unit for kind `K` (see [`Scope::apis`]).
+    pub fn apis<K>(&self) -> Vec<Api<K>>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        self.scope.apis(&self.client)
     }
 }
 

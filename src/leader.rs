@@ -1,0 +1,383 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease: only the leader runs the controllers;
+//! every replica keeps its caches and serves HTTP.
+//!
+//! The algorithm is client-go's `leaderelection`, with the same three timings:
+//! - a follower takes the lease when it is free (never held, or released by a leader that shut
+//!   down), or when the holder's record has not changed for `leaseDurationSeconds` as measured
+//!   on the follower's own monotonic clock (so clock skew between nodes does not matter);
+//! - the leader renews every `retry_period`; if it cannot renew within `renew_deadline` of its
+//!   last successful renewal (API server unreachable, partitioned, or another holder), it stops
+//!   the controllers at once — before any follower may consider the lease expired, because
+//!   `renew_deadline < lease_duration`;
+//! - every write is an update with the lease's `resourceVersion` (optimistic concurrency), so
+//!   two candidates can never both win the same transition.
+//!
+//! On graceful shutdown the leader stops its controllers, then releases the lease (empty
+//! holder), so the next replica takes over at its next retry instead of after expiry.
+//!
+//! Why not `kube-lease-manager`: in its watch mode a failed renewal is logged and retried
+//! without ever reporting leadership lost, so a leader cut off from the API server keeps
+//! reconciling while the lease expires and another replica takes it; and its renewals are
+//! patches without a `resourceVersion` precondition. Both break "losing the lease stops
+//! reconciling at once".
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tokio::time::Instant;
+
+use crate::crd::FIELD_MANAGER;
+use crate::metrics::Metrics;
+
+/// Where the lease lives and how leadership is timed.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// Name of the Lease object.
+    pub name: String,
+    /// Namespace of the Lease object (the operator's own namespace).
+    pub namespace: String,
+    /// This replica's identity in `holderIdentity`; unique per process.
+    pub identity: String,
+    /// How long followers wait after the holder's last renewal before taking the lease.
+    pub duration: Duration,
+    /// How long the leader keeps trying to renew before it stops the controllers.
+    pub renew_deadline: Duration,
+    /// Interval between attempts to acquire or renew.
+    pub retry_period: Duration,
+}
+
+/// Lease timings that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LeaseConfigError {
+    /// The three durations are not strictly ordered.
+    #[error(
+        "leader election needs --lease-retry-period ({retry:?}) < --lease-renew-deadline ({renew:?}) < --lease-duration ({duration:?}); the gap between the last two protects against two leaders"
+    )]
+    Timings {
+        /// `--lease-retry-period`.
+        retry: Duration,
+        /// `--lease-renew-deadline`.
+        renew: Duration,
+        /// `--lease-duration`.
+        duration: Duration,
+    },
+    /// The duration does not fit the Lease's whole seconds.
+    #[error("--lease-duration must be whole seconds, at least 1s (got {0:?})")]
+    Duration(Duration),
+}
+
+impl LeaseConfig {
+    /// Checks that the timings make two simultaneous leaders impossible.
+    pub fn validate(&self) -> Result<(), LeaseConfigError> {
+        if self.duration.subsec_nanos() != 0 || self.duration.as_secs() == 0 {
+            return Err(LeaseConfigError::Duration(self.duration));
+        }
+        if self.retry_period.is_zero()
+            || self.retry_period >= self.renew_deadline
+            || self.renew_deadline >= self.duration
+        {
+            return Err(LeaseConfigError::Timings {
+                retry: self.retry_period,
+                renew: self.renew_deadline,
+                duration: self.duration,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A unique holder identity: `<pod name or host name>_<random>`. The random part makes a
+/// restarted process (same pod name) a new candidate rather than a holder of its predecessor's
+/// lease, and keeps two processes on one host apart.
+pub fn identity(pod_name: Option<&str>) -> String {
+    let base = pod_name
+        .map(str::to_string)
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "centralauth-operator".to_string());
+    format!("{base}_{:08x}", random_u32())
+}
+
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+/// The last version of the lease this replica saw, and when (on its monotonic clock) it first
+/// saw that version.
+struct Observed {
+    resource_version: Option<String>,
+    at: Instant,
+}
+
+/// One candidate for the lease.
+pub struct Elector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+    observed: Option<Observed>,
+}
+
+/// Result of one attempt.
+enum Attempt {
+    Held,
+    HeldByOther,
+}
+
+impl Elector {
+    /// A candidate for `config.name` in `config.namespace`.
+    pub fn new(client: Client, config: LeaseConfig) -> Elector {
+        Elector {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+            observed: None,
+        }
+    }
+
+    /// This candidate's identity.
+    pub fn identity(&self) -> &str {
+        &self.config.identity
+    }
+
+    fn observe(&mut self, lease: &Lease) {
+        let rv = lease.metadata.resource_version.clone();
+        if self.observed.as_ref().is_none_or(|o| o.resource_version != rv) {
+            self.observed = Some(Observed {
+                resource_version: rv,
+                at: Instant::now(),
+            });
+        }
+    }
+
+    /// Whether the record this candidate observed has not changed for the holder's lease
+    /// duration.
+    fn observed_expired(&self, spec: &LeaseSpec) -> bool {
+        let secs = spec
+            .lease_duration_seconds
+            .map_or(self.config.duration.as_secs(), |s| s.max(0) as u64);
+        self.observed
+            .as_ref()
+            .is_some_and(|o| o.at.elapsed() >= Duration::from_secs(secs))
+    }
+
+    fn our_spec(&self, previous: Option<&LeaseSpec>) -> LeaseSpec {
+        let now = MicroTime(Timestamp::now());
+        let renewing = previous.is_some_and(|p| p.holder_identity.as_deref() == Some(self.identity()));
+        let previous = previous.cloned().unwrap_or_default();
+        LeaseSpec {
+            holder_identity: Some(self.config.identity.clone()),
+            lease_duration_seconds: Some(self.config.duration.as_secs() as i32),
+            renew_time: Some(now.clone()),
+            acquire_time: if renewing {
+                previous.acquire_time.clone()
+            } else {
+                Some(now)
+            },
+            lease_transitions: Some(previous.lease_transitions.unwrap_or(0) + i32::from(!renewing)),
+            ..previous
+        }
+    }
+
+    async fn try_acquire_or_renew(&mut self) -> Result<Attempt, kube::Error> {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(self.our_spec(None)),
+            };
+            return match self.api.create(&params, &lease).await {
+                Ok(created) => {
+                    self.observe(&created);
+                    Ok(Attempt::Held)
+                }
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther),
+                Err(e) => Err(e),
+            };
+        };
+        self.observe(&lease);
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
+        if holder.is_some_and(|h| h != self.identity()) && !self.observed_expired(&spec) {
+            return Ok(Attempt::HeldByOther);
+        }
+        lease.spec = Some(self.our_spec(Some(&spec)));
+        match self.api.replace(&self.config.name, &params, &lease).await {
+            Ok(written) => {
+                self.observe(&written);
+                Ok(Attempt::Held)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::HeldByOther),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tries until this candidate holds the lease. Returns when the winning attempt started.
+    async fn acquire(&mut self) -> Instant {
+        loop {
+            let started = Instant::now();
+            match tokio::time::timeout(self.config.renew_deadline, self.try_acquire_or_renew()).await {
+                Ok(Ok(Attempt::Held)) => return started,
+                Ok(Ok(Attempt::HeldByOther)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, lease = %self.config.name, "cannot read or take the leader lease; retrying")
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.config.name, "the API server did not answer in time; retrying the leader lease")
+                }
+            }
+            tokio::time::sleep(jittered(self.config.retry_period)).await;
+        }
+    }
+
+    /// Renews every retry period; returns as soon as leadership is lost: another holder, or no
+    /// successful renewal within the renew deadline.
+    async fn keep(&mut self, mut last_renewal: Instant) {
+        loop {
+            tokio::time::sleep(self.config.retry_period).await;
+            let deadline = last_renewal + self.config.renew_deadline;
+            let started = Instant::now();
+            if started >= deadline {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+                Ok(Ok(Attempt::Held)) => last_renewal = started,
+                Ok(Ok(Attempt::HeldByOther)) => return,
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot renew the leader lease; retrying until the renew deadline")
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Gives the lease up if this candidate holds it: empty holder, so a follower takes it at
+    /// its next attempt. A conflict means someone else already holds it: nothing to do.
+    pub async fn release(&mut self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.config.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() != Some(self.identity()) {
+            return Ok(());
+        }
+        lease.spec = Some(LeaseSpec {
+            holder_identity: None,
+            lease_duration_seconds: Some(1),
+            renew_time: Some(MicroTime(Timestamp::now())),
+            acquire_time: None,
+            ..spec
+        });
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..Default::default()
+        };
+        match self.api.replace(&self.config.name, &params, &lease).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// `period` stretched by a random 0–20 %, so candidates do not retry in lockstep.
+fn jittered(period: Duration) -> Duration {
+    period + period.mul_f64(f64::from(random_u32() % 1000) / 5000.0)
+}
+
+/// Runs `work` (the controllers) only while `elector` holds the lease, until `shutdown`
+/// resolves. Losing the lease aborts `work` at once; `work` is started afresh on the next
+/// acquisition. On shutdown the leader aborts `work`, waits until it is dropped, and releases
+/// the lease.
+pub async fn lead<W, Fut>(mut elector: Elector, metrics: Metrics, shutdown: impl Future<Output = ()>, work: W)
+where
+    W: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::pin!(shutdown);
+    let lease = format!("{}/{}", elector.config.namespace, elector.config.name);
+    loop {
+        let acquired = tokio::select! {
+            () = &mut shutdown => return,
+            at = elector.acquire() => at,
+        };
+        tracing::info!(%lease, identity = elector.identity(), "acquired the leader lease; starting the controllers");
+        metrics.set_leader(true, "acquired");
+        let task = tokio::spawn(work());
+        let shutting_down = tokio::select! {
+            () = &mut shutdown => true,
+            () = elector.keep(acquired) => false,
+        };
+        task.abort();
+        let _ = task.await;
+        if !shutting_down {
+            metrics.set_leader(false, "lost");
+            tracing::warn!(%lease, identity = elector.identity(), "lost the leader lease; controllers stopped");
+            continue;
+        }
+        let released = tokio::time::timeout(elector.config.renew_deadline, elector.release()).await;
+        metrics.set_leader(false, "released");
+        match released {
+            Ok(Ok(())) => tracing::info!(%lease, "controllers stopped; leader lease released"),
+            Ok(Err(err)) => {
+                tracing::warn!(%lease, error = %err, "controllers stopped; could not release the leader lease (it expires by itself)")
+            }
+            Err(_) => {
+                tracing::warn!(%lease, "controllers stopped; releasing the leader lease timed out (it expires by itself)")
+            }
+        }
+        return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(retry: u64, renew: u64, duration: u64) -> LeaseConfig {
+        LeaseConfig {
+            name: "l".into(),
+            namespace: "n".into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(duration),
+            renew_deadline: Duration::from_secs(renew),
+            retry_period: Duration::from_secs(retry),
+        }
+    }
+
+    #[test]
+    fn timings_must_be_ordered() {
+        assert!(config(2, 10, 15).validate().is_ok());
+        assert!(config(2, 15, 15).validate().is_err());
+        assert!(config(10, 10, 15).validate().is_err());
+        assert!(config(0, 10, 15).validate().is_err());
+        let mut c = config(1, 2, 3);
+        c.duration = Duration::from_millis(3500);
+        assert_eq!(c.validate(), Err(LeaseConfigError::Duration(c.duration)));
+    }
+
+    #[test]
+    fn identities_are_unique_per_process_start() {
+        let a = identity(Some("pod-0"));
+        let b = identity(Some("pod-0"));
+        assert!(a.starts_with("pod-0_"));
+        assert_ne!(a, b);
+    }
+}
