@@ -5,4 +5,6 @@
 mod support;
 
 mod binary;
+mod chart;
 mod crds;
+mod process;
