@@ -392,7 +392,7 @@ impl Collector for CacheCollector {
             *counts.entry(key).or_default() += 1;
         }
         let mut family = encoder.encode_descriptor(
-            "centralauth_client_secrets",
+            "client_secrets",
             "ClientSecrets per namespace, organization and phase (from the cache)",
             None,
             MetricType::Gauge,
@@ -407,7 +407,7 @@ impl Collector for CacheCollector {
         }
 
         let mut family = encoder.encode_descriptor(
-            "centralauth_active_secret_age_seconds",
+            "active_secret_age_seconds",
             "Seconds since each organization's active client secret was activated (from the cache)",
             None,
             MetricType::Gauge,

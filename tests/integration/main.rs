@@ -8,3 +8,4 @@ mod binary;
 mod chart;
 mod crds;
 mod process;
+mod rbac;
