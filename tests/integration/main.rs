@@ -7,5 +7,7 @@ mod support;
 mod binary;
 mod chart;
 mod crds;
+mod leader;
+mod metrics;
 mod process;
 mod rbac;

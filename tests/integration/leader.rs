@@ -1,0 +1,320 @@
+//! Leader election with real operator processes against the real API server: one leader,
+//! hand-over on SIGKILL (lease expiry) and SIGTERM (release), a leader cut off from the API
+//! server steps down before anyone takes over, every replica serves HTTP throughout, and
+//! graceful shutdown finishes requests in flight.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Client;
+use kube::api::Api;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::process::{Operator, OperatorOptions, http_get};
+use crate::support;
+
+/// Lease timings for the tests: `(duration, renew deadline, retry period)`.
+fn lease_args(ns: &str, timings: (&str, &str, &str), extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--lease-name",
+        "leader-test",
+        "--lease-namespace",
+        ns,
+        "--lease-duration",
+        timings.0,
+        "--lease-renew-deadline",
+        timings.1,
+        "--lease-retry-period",
+        timings.2,
+    ]
+    .map(String::from)
+    .into();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+async fn holder(client: &Client, ns: &str) -> Option<String> {
+    let lease = Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("leader-test")
+        .await
+        .ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+/// Waits until exactly one of `operators` reports itself leader and the Lease names it; returns
+/// its index.
+async fn single_leader(client: &Client, ns: &str, operators: &[&Operator], names: &[&str]) -> usize {
+    let found = support::wait_until(Duration::from_secs(20), || async {
+        let mut leaders = vec![];
+        for (i, op) in operators.iter().enumerate() {
+            if op.is_leader().await? {
+                leaders.push(i);
+            }
+        }
+        let [i] = leaders[..] else { return None };
+        let holder = holder(client, ns).await?;
+        holder.starts_with(&format!("{}_", names[i])).then_some(i)
+    })
+    .await;
+    found.unwrap_or_else(|| {
+        panic!(
+            "no single leader:\n{}",
+            operators.iter().map(|o| o.logs()).collect::<Vec<_>>().join("\n---\n")
+        )
+    })
+}
+
+/// Polls `/readyz` of `operator` every 100 ms until stopped; returns how many polls failed.
+fn watch_readiness(admin_port: u16) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<(u32, u32)>) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let (mut polls, mut failures) = (0, 0);
+        loop {
+            polls += 1;
+            match http_get(&format!("http://127.0.0.1:{admin_port}/readyz")).await {
+                Some((200, _)) => {}
+                _ => failures += 1,
+            }
+            tokio::select! {
+                _ = &mut stopped => return (polls, failures),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_sigkill_hands_over_within_the_lease_duration() {
+    support::init_crypto();
+    let client = support::client().await;
+    let ns = support::namespace(&client, "leader-kill").await;
+    let timings = ("3s", "2s", "500ms");
+    let names = ["kill-a", "kill-b"];
+    let a = Operator::start(OperatorOptions {
+        pod_name: names[0],
+        kubeconfig: None,
+        args: lease_args(&ns, timings, &[]),
+    });
+    let b = Operator::start(OperatorOptions {
+        pod_name: names[1],
+        kubeconfig: None,
+        args: lease_args(&ns, timings, &[]),
+    });
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let mut operators = [a, b];
+    let leader = single_leader(&client, &ns, &[&operators[0], &operators[1]], &names).await;
+    let follower = 1 - leader;
+    // It stays that way: the leader renews, the follower waits.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(operators[leader].is_leader().await, Some(true));
+        assert_eq!(operators[follower].is_leader().await, Some(false));
+    }
+
+    let (stop, readiness) = watch_readiness(operators[follower].admin);
+    operators[leader].signal("KILL");
+    let killed = Instant::now();
+    operators[leader].wait_exit(Duration::from_secs(5)).await;
+    let took_over = support::wait_until(Duration::from_secs(15), || async {
+        let holder = holder(&client, &ns).await?;
+        let leads = operators[follower].is_leader().await? && holder.starts_with(&format!("{}_", names[follower]));
+        leads.then(|| killed.elapsed())
+    })
+    .await
+    .unwrap_or_else(|| panic!("the follower never took over:\n{}", operators[follower].logs()));
+    stop.send(()).unwrap();
+    let (polls, failures) = readiness.await.unwrap();
+    // Lease duration 3 s, observed from the follower's last sighting of a renewal, plus one
+    // retry period (500 ms, +20 % jitter) and scheduling slack.
+    assert!(
+        took_over < Duration::from_millis(3000 + 600 + 1500),
+        "take-over took {took_over:?}"
+    );
+    assert!(
+        polls > 5 && failures == 0,
+        "{failures} of {polls} /readyz polls of the survivor failed"
+    );
+    println!("SIGKILL hand-over: {took_over:?} (lease duration 3s)");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_controllers_releases_the_lease_and_exits_zero() {
+    support::init_crypto();
+    let client = support::client().await;
+    let ns = support::namespace(&client, "leader-term").await;
+    // A long lease: a hand-over well under it can only come from the release.
+    let timings = ("20s", "10s", "500ms");
+    let names = ["term-a", "term-b"];
+    let mut operators = names.map(|name| {
+        Operator::start(OperatorOptions {
+            pod_name: name,
+            kubeconfig: None,
+            args: lease_args(&ns, timings, &[]),
+        })
+    });
+    for op in &operators {
+        op.wait_ready().await;
+    }
+    let leader = single_leader(&client, &ns, &[&operators[0], &operators[1]], &names).await;
+    let follower = 1 - leader;
+
+    operators[leader].signal("TERM");
+    let terminated = Instant::now();
+    let code = operators[leader].wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "SIGTERM must exit 0:\n{}", operators[leader].logs());
+    let logs = operators[leader].logs();
+    assert!(logs.contains("leader lease released"), "{logs}");
+    let took_over = support::wait_until(Duration::from_secs(15), || async {
+        let leads = operators[follower].is_leader().await?;
+        leads.then(|| terminated.elapsed())
+    })
+    .await
+    .expect("the follower took over");
+    assert!(
+        took_over < Duration::from_secs(5),
+        "hand-over after release took {took_over:?}"
+    );
+    println!("SIGTERM hand-over: {took_over:?} (lease duration 20s)");
+}
+
+/// A TCP proxy to the API server that can be cut: the listener and every connection close.
+struct Proxy {
+    port: u16,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let registry = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                registry.lock().unwrap().push(conn);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Proxy { port, tasks }
+    }
+
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// `host:port` of the test API server, from the admin kubeconfig.
+fn api_server_address() -> String {
+    let text = std::fs::read_to_string(support::kubeconfig_path()).unwrap();
+    let server = text.lines().find_map(|l| l.trim().strip_prefix("server:")).unwrap();
+    server.trim().trim_start_matches("https://").to_string()
+}
+
+/// The admin kubeconfig, pointed at `127.0.0.1:port` instead of the API server.
+fn kubeconfig_via(port: u16) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(support::kubeconfig_path()).unwrap();
+    let rewritten = text.replace(&api_server_address(), &format!("127.0.0.1:{port}"));
+    let path = std::env::temp_dir().join(format!("leader-proxy-{port}.kubeconfig"));
+    std::fs::write(&path, rewritten).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_server_stops_reconciling_before_anyone_takes_over() {
+    support::init_crypto();
+    let client = support::client().await;
+    let ns = support::namespace(&client, "leader-partition").await;
+    let timings = ("4s", "2s", "500ms");
+    let proxy = Proxy::start(api_server_address()).await;
+    let kubeconfig = kubeconfig_via(proxy.port);
+
+    let a = Operator::start(OperatorOptions {
+        pod_name: "cut-a",
+        kubeconfig: Some(&kubeconfig),
+        args: lease_args(&ns, timings, &[]),
+    });
+    a.wait_ready().await;
+    assert!(
+        support::wait_until(Duration::from_secs(10), || async { a.is_leader().await?.then_some(()) })
+            .await
+            .is_some(),
+        "{}",
+        a.logs()
+    );
+    let b = Operator::start(OperatorOptions {
+        pod_name: "cut-b",
+        kubeconfig: None,
+        args: lease_args(&ns, timings, &[]),
+    });
+    b.wait_ready().await;
+
+    proxy.cut();
+    let cut = Instant::now();
+    let (mut a_stepped_down, mut b_took_over) = (None, None);
+    while cut.elapsed() < Duration::from_secs(15) && (a_stepped_down.is_none() || b_took_over.is_none()) {
+        if a_stepped_down.is_none() && a.is_leader().await == Some(false) {
+            a_stepped_down = Some(cut.elapsed());
+        }
+        if b_took_over.is_none() && b.is_leader().await == Some(true) {
+            b_took_over = Some(cut.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a_down = a_stepped_down.unwrap_or_else(|| panic!("the cut-off leader kept leading:\n{}", a.logs()));
+    let b_up = b_took_over.unwrap_or_else(|| panic!("the other replica never took over:\n{}", b.logs()));
+    assert!(
+        a_down < b_up,
+        "two leaders: A stepped down at {a_down:?}, B led from {b_up:?}"
+    );
+    // Renew deadline 2 s after the last renewal (at most one retry period before the cut).
+    assert!(
+        a_down < Duration::from_millis(2000 + 1000),
+        "A stepped down after {a_down:?}"
+    );
+    assert!(a.logs().contains("lost the leader lease; controllers stopped"));
+    // Cut off from the API server, A still answers from its caches.
+    assert_eq!(a.admin_get("/readyz").await.map(|r| r.0), Some(200));
+    println!("partition: A stopped after {a_down:?}, B led after {b_up:?} (renew deadline 2s, lease 4s)");
+    std::fs::remove_file(&kubeconfig).ok();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_in_flight_and_stops_accepting() {
+    use axum::routing::get;
+    let router = axum::Router::new().route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            "done"
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (trigger, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(centralauth_operator::run::serve(listener, router, async {
+        let _ = shutdown.await;
+    }));
+    let in_flight = tokio::spawn(async move { http_get(&format!("http://127.0.0.1:{port}/slow")).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    trigger.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        "still accepting after shutdown"
+    );
+    assert_eq!(in_flight.await.unwrap(), Some((200, "done".to_string())));
+    server.await.unwrap().unwrap();
+}
