@@ -11,12 +11,14 @@
 //! - [`store`]: sessions, codes and tokens behind one trait (memory or Redis).
 //! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
 
+pub mod applinks;
 pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod crypto;
 pub mod http;
+pub mod origin;
 pub mod run;
 pub mod store;
 pub mod tenant;
