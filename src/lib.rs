@@ -12,6 +12,7 @@
 //! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
 
 pub mod applinks;
+pub mod association;
 pub mod cache;
 pub mod cli;
 pub mod controller;

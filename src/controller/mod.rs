@@ -5,8 +5,11 @@
 //! the previous reconcile did before the process died, and `error_policy` requeues with backoff.
 
 pub mod client_secret;
+pub mod events;
 pub mod native_app;
 pub mod organization;
+pub mod related;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -23,6 +26,11 @@ pub struct Context {
     pub public: PublicBase,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
+    /// Restricts the controllers to one namespace (`None`: the whole cluster). Uniqueness
+    /// rules (subdomains, custom domains, client IDs, app-link hosts) then hold within it.
+    pub namespace: Option<String>,
+    /// How the NativeApp controller checks app-link association files.
+    pub association: crate::association::AssociationSettings,
 }
 
 impl Context {
@@ -32,11 +40,29 @@ impl Context {
             controller: "centralauth-operator".into(),
             instance,
         };
-        Arc::new(Context {
+        Arc::new(Context::plain(client, reporter, public))
+    }
+
+    /// A context that is not shared yet, so tests can set `namespace` and `association`.
+    pub fn plain(client: Client, reporter: Reporter, public: PublicBase) -> Context {
+        Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             public,
-        })
+            namespace: None,
+            association: Default::default(),
+        }
+    }
+
+    /// An API handle for `K` in the controllers' scope (one namespace or the cluster).
+    pub fn api<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.namespace {
+            Some(ns) => kube::Api::namespaced(self.client.clone(), ns),
+            None => kube::Api::all(self.client.clone()),
+        }
     }
 }
 
