@@ -6,3 +6,5 @@ mod support;
 
 mod binary;
 mod crds;
+mod native_app;
+mod organization;
