@@ -234,58 +234,60 @@ async fn one_configmap_per_host_aggregates_its_apps_and_follows_changes() {
                 "acme",
                 "com.acme.pay",
                 &[FP1, FP2],
-                &format!("https://{h2}"),
+                &format!("https://{h2}/pay"),
             ),
+            ios("news-ios", "acme", "com.acme.news", &format!("https://{h2}/news")),
         ],
     )
     .await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let shop = vec![strings(&[&format!("{TEAM}.com.acme.shop")])];
-    let pay = vec![strings(&[&format!("{TEAM}.com.acme.pay")])];
+    let id = |bundle: &str| strings(&[&format!("{TEAM}.{bundle}")]);
     let h1_files = (
-        shop.clone(),
+        vec![id("com.acme.shop")],
         strings(&["com.acme.shop"]),
         owners(&["shop-ios", "shop-android"]),
     );
     wait_configmap(&cms, &h1, Some(h1_files)).await;
     let h2_files = (
-        pay.clone(),
+        vec![id("com.acme.news"), id("com.acme.pay")],
         strings(&["com.acme.pay"]),
-        owners(&["pay-ios", "pay-android"]),
+        owners(&["pay-ios", "pay-android", "news-ios"]),
     );
     wait_configmap(&cms, &h2, Some(h2_files)).await;
 
     // A remaining app rewrites the file when another leaves.
     apps.delete("shop-android", &DeleteParams::default()).await.unwrap();
-    wait_configmap(&cms, &h1, Some((shop.clone(), vec![], owners(&["shop-ios"])))).await;
-
-    // An app moving to another host leaves the old host's file and joins the new one.
-    let moved = json!({"spec": {"appLink": format!("https://{h1}/pay")}});
-    apps.patch("pay-ios", &PatchParams::default(), &Patch::Merge(moved))
-        .await
-        .unwrap();
-    let both = vec![
-        strings(&[&format!("{TEAM}.com.acme.pay")]),
-        strings(&[&format!("{TEAM}.com.acme.shop")]),
-    ];
-    wait_configmap(&cms, &h1, Some((both, vec![], owners(&["shop-ios", "pay-ios"])))).await;
     wait_configmap(
         &cms,
-        &h2,
-        Some((vec![], strings(&["com.acme.pay"]), owners(&["pay-android"]))),
+        &h1,
+        Some((vec![id("com.acme.shop")], vec![], owners(&["shop-ios"]))),
     )
     .await;
+
+    // An app moving to another host leaves the old host's file and joins the new one.
+    let moved = json!({"spec": {"appLink": format!("https://{h1}/news")}});
+    apps.patch("news-ios", &PatchParams::default(), &Patch::Merge(moved))
+        .await
+        .unwrap();
+    let h1_files = (
+        vec![id("com.acme.news"), id("com.acme.shop")],
+        vec![],
+        owners(&["shop-ios", "news-ios"]),
+    );
+    wait_configmap(&cms, &h1, Some(h1_files)).await;
+    let h2_files = (
+        vec![id("com.acme.pay")],
+        strings(&["com.acme.pay"]),
+        owners(&["pay-ios", "pay-android"]),
+    );
+    wait_configmap(&cms, &h2, Some(h2_files.clone())).await;
 
     // A deleted ConfigMap comes back; the last app leaving takes it away.
     cms.delete(&format!("applinks-{h2}"), &DeleteParams::default())
         .await
         .unwrap();
-    wait_configmap(
-        &cms,
-        &h2,
-        Some((vec![], strings(&["com.acme.pay"]), owners(&["pay-android"]))),
-    )
-    .await;
+    wait_configmap(&cms, &h2, Some(h2_files)).await;
+    apps.delete("pay-ios", &DeleteParams::default()).await.unwrap();
     apps.delete("pay-android", &DeleteParams::default()).await.unwrap();
     wait_configmap(&cms, &h2, None).await;
 }
@@ -412,7 +414,7 @@ async fn the_association_check_fetches_both_files_over_https() {
                 "acme",
                 "com.acme.good",
                 &[FP1, FP2],
-                &format!("https://{}", host("good")),
+                &format!("https://{}/auth", host("good")),
             ),
             ios(
                 "wrong-ios",
