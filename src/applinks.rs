@@ -312,9 +312,11 @@ fn check_host(
 /// Every app listed in the association files of `host` (valid apps only), sorted by app ID.
 pub fn listed_on<'a>(host: &str, orgs: &[Arc<Organization>], apps: &'a [Arc<NativeApp>]) -> Vec<&'a NativeApp> {
     let host = host.to_ascii_lowercase();
+    // Cheap host filter first: `check` looks at every app, so this stays O(apps on host × apps).
     let mut listed: Vec<&NativeApp> = apps
         .iter()
-        .filter(|a| check(a, orgs, apps).is_ok_and(|l| l.host == host))
+        .filter(|a| AppLink::parse(&a.spec.app_link).is_ok_and(|l| l.host == host))
+        .filter(|a| check(a, orgs, apps).is_ok())
         .map(Arc::as_ref)
         .collect();
     listed.sort_by(|a, b| (app_id(a), a.spec.platform as u8).cmp(&(app_id(b), b.spec.platform as u8)));
