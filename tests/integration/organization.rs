@@ -2,6 +2,7 @@
 //! surviving a wiped status and a restart, pinned), addresses, uniqueness conflicts (the later
 //! organization is marked, and recovers by itself), login-method Secrets, redirect URIs.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -392,4 +393,54 @@ async fn redirect_uris_must_lie_inside_allowed_origins() {
         .await
         .unwrap();
     is_ready(&api, "acme").await;
+}
+
+#[tokio::test]
+async fn two_racing_operators_record_one_client_id_per_organization() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let client = support::client().await;
+    let ns = support::namespace(&client, "org-racing-operators").await;
+    users_secret(&client, &ns, "").await;
+    let api: Api<Organization> = Api::namespaced(client.clone(), &ns);
+    // Record every client-ID annotation value any version of any organization ever carried.
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        BTreeSet<String>,
+    >::new()));
+    let recorder = tokio::spawn({
+        let (api, seen) = (api.clone(), seen.clone());
+        async move {
+            let mut stream = watcher(api, watcher::Config::default()).applied_objects().boxed();
+            while let Some(Ok(o)) = stream.next().await {
+                if let Some(id) = o.annotations().get(CLIENT_ID_ANNOTATION) {
+                    seen.lock().unwrap().entry(o.name_any()).or_default().insert(id.clone());
+                }
+            }
+        }
+    });
+    let _one = start_operator(&client, &ns, AssociationSettings::default());
+    let _two = start_operator(&client, &ns, AssociationSettings::default());
+    let names: Vec<String> = (0..6).map(|i| format!("org-{i}")).collect();
+    for name in &names {
+        api.create(&PostParams::default(), &org(name, json!({}))).await.unwrap();
+    }
+    for name in &names {
+        let ready = is_ready(&api, name).await;
+        assert_eq!(
+            ready.annotations().get(CLIENT_ID_ANNOTATION),
+            ready.status.as_ref().and_then(|s| s.client_id.as_ref())
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    recorder.abort();
+    let seen = seen.lock().unwrap();
+    for name in &names {
+        assert_eq!(
+            seen.get(name).map(BTreeSet::len),
+            Some(1),
+            "{name} carried {:?}",
+            seen.get(name)
+        );
+    }
 }
