@@ -14,6 +14,8 @@
 //! - [`metrics`]: Prometheus metrics served on the admin listener.
 //! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
 
+pub mod applinks;
+pub mod association;
 pub mod cache;
 pub mod cli;
 pub mod controller;
@@ -22,6 +24,7 @@ pub mod crypto;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod origin;
 pub mod run;
 pub mod scope;
 pub mod store;

@@ -92,12 +92,105 @@ pub fn address(org: &Organization, client_id: &str, base: &PublicBase) -> OrgAdd
     }
 }
 
+/// Something an organization holds exclusively across the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Its client ID (pinned, annotated or generated).
+    ClientId(String),
+    /// A host it answers on through `spec.customDomain`.
+    CustomDomain(String),
+    /// A host it answers on through `spec.subdomain` (`<subdomain>.<base-domain>`).
+    Subdomain(String),
+}
+
+impl Claim {
+    /// The contested value: the client ID or the host.
+    pub fn value(&self) -> &str {
+        match self {
+            Claim::ClientId(v) | Claim::CustomDomain(v) | Claim::Subdomain(v) => v,
+        }
+    }
+
+    /// Whether two claims contend for the same thing (hosts clash whichever field gave them).
+    pub fn clashes_with(&self, other: &Claim) -> bool {
+        let host = |c: &Claim| !matches!(c, Claim::ClientId(_));
+        self.value() == other.value() && host(self) == host(other)
+    }
+}
+
+/// Everything `org` claims: its client ID (once it has one) and its own hosts.
+pub fn claims(org: &Organization, base: &PublicBase) -> Vec<Claim> {
+    let mut claims = vec![];
+    if let Some(id) = org.client_id() {
+        claims.push(Claim::ClientId(id.to_string()));
+    }
+    if let Some(custom) = &org.spec.custom_domain {
+        claims.push(Claim::CustomDomain(custom.clone()));
+    }
+    if let Some(sub) = &org.spec.subdomain {
+        claims.push(Claim::Subdomain(format!("{sub}.{}", base.base_domain)));
+    }
+    claims
+}
+
+/// The order that settles a clash: the organization created first keeps the claim; equal
+/// creation times (they have one-second precision) fall back to namespace, then name.
+pub fn seniority(org: &Organization) -> (Option<k8s_openapi::jiff::Timestamp>, String, String) {
+    use kube::ResourceExt;
+    (
+        org.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        org.namespace().unwrap_or_default(),
+        org.name_any(),
+    )
+}
+
+/// A claim of one organization already held by an earlier one.
+#[derive(Clone, Debug)]
+pub struct Conflict<'a> {
+    /// What this organization asks for.
+    pub claim: Claim,
+    /// The earlier organization holding it, and how it holds it.
+    pub holder: &'a Organization,
+    /// The holder's claim (tells whether the host is its subdomain or its custom domain).
+    pub held_as: Claim,
+}
+
+/// The claims of `org` that an *earlier* organization among `all` already holds. The earlier
+/// one keeps them and is unaffected; `org` (the later) is the one to fix. `all` may include
+/// `org` itself (it is skipped by UID, or by namespace/name when UIDs are absent).
+pub fn conflicts<'a>(org: &Organization, all: &[&'a Organization], base: &PublicBase) -> Vec<Conflict<'a>> {
+    use kube::ResourceExt;
+    let mine = seniority(org);
+    let same = |o: &Organization| match (o.uid(), org.uid()) {
+        (Some(a), Some(b)) => a == b,
+        _ => o.namespace() == org.namespace() && o.name_any() == org.name_any(),
+    };
+    let mut found = vec![];
+    for claim in claims(org, base) {
+        let holder = all
+            .iter()
+            .filter(|o| !same(o) && seniority(o) < mine)
+            .filter_map(|o| {
+                claims(o, base)
+                    .into_iter()
+                    .find(|c| c.clashes_with(&claim))
+                    .map(|c| (*o, c))
+            })
+            .min_by_key(|(o, _)| seniority(o));
+        if let Some((holder, held_as)) = holder {
+            found.push(Conflict { claim, holder, held_as });
+        }
+    }
+    found
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crd::{LoginMethods, OrganizationSpec, SecretRotation};
 
-    fn org(subdomain: Option<&str>, custom: Option<&str>) -> Organization {
+    /// A minimal organization for unit tests.
+    pub(crate) fn org(subdomain: Option<&str>, custom: Option<&str>) -> Organization {
         Organization::new(
             "acme",
             OrganizationSpec {
@@ -150,5 +243,50 @@ mod tests {
         assert_eq!(a.issuer, "https://auth.example.net/o/cid-123");
         assert_eq!(a.login_url, "https://auth.example.net/login");
         assert_eq!(a.domains, ["auth.example.net"]);
+    }
+
+    fn created(mut o: Organization, name: &str, secs: i64, client_id: Option<&str>) -> Organization {
+        o.metadata.name = Some(name.into());
+        o.metadata.namespace = Some("ns".into());
+        o.metadata.uid = Some(format!("uid-{name}"));
+        o.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(secs).unwrap(),
+        ));
+        o.spec.client_id = client_id.map(Into::into);
+        o
+    }
+
+    #[test]
+    fn the_later_organization_gets_the_conflict_and_hosts_clash_across_fields() {
+        let first = created(org(Some("acme"), None), "first", 100, Some("client-aaaa"));
+        let second = created(
+            org(Some("acme"), Some("login.acme.com")),
+            "second",
+            200,
+            Some("client-aaaa"),
+        );
+        // A custom domain equal to another organization's subdomain host is a clash too.
+        let third = created(org(None, Some("acme.auth.example.net")), "third", 300, None);
+        let all = [&first, &second, &third];
+        assert!(conflicts(&first, &all, &base(None)).is_empty());
+        let c = conflicts(&second, &all, &base(None));
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].claim, Claim::ClientId("client-aaaa".into()));
+        assert_eq!(c[1].claim, Claim::Subdomain("acme.auth.example.net".into()));
+        assert!(c.iter().all(|c| c.holder.metadata.name.as_deref() == Some("first")));
+        let c = conflicts(&third, &all, &base(None));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].claim, Claim::CustomDomain("acme.auth.example.net".into()));
+        assert_eq!(c[0].held_as, Claim::Subdomain("acme.auth.example.net".into()));
+        assert_eq!(c[0].holder.metadata.name.as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn equal_creation_times_fall_back_to_the_name() {
+        let b = created(org(Some("x"), None), "b", 100, None);
+        let a = created(org(Some("x"), None), "a", 100, None);
+        let all = [&b, &a];
+        assert!(conflicts(&a, &all, &base(None)).is_empty());
+        assert_eq!(conflicts(&b, &all, &base(None)).len(), 1);
     }
 }

@@ -5,8 +5,11 @@
 //! the previous reconcile did before the process died, and `error_policy` requeues with backoff.
 
 pub mod client_secret;
+pub mod events;
 pub mod native_app;
 pub mod organization;
+pub mod related;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -26,12 +29,16 @@ pub struct Context {
     pub public: PublicBase,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
-    /// The watched namespaces. Controllers build their watches with [`Scope::for_each`] /
-    /// [`crate::scope::WatchScope::api`] (or [`Context::apis`]) — never `Api::all` — so a
-    /// namespace-restricted operator stays inside its RBAC.
+    /// The watched namespaces. Controllers run their watches once per unit with
+    /// [`Scope::for_each`] and [`crate::scope::WatchScope::api`] — never `Api::all` — so a
+    /// namespace-restricted operator stays inside its RBAC. Uniqueness rules (subdomains,
+    /// custom domains, client IDs, app-link hosts) hold within a unit: the whole cluster, or
+    /// each watched namespace.
     pub scope: Scope,
     /// Metrics: wrap each reconcile with [`Metrics::reconcile`] or [`Metrics::instrument`].
     pub metrics: Metrics,
+    /// How the NativeApp controller checks app-link association files.
+    pub association: crate::association::AssociationSettings,
 }
 
 impl Context {
@@ -53,13 +60,23 @@ impl Context {
             controller: "centralauth-operator".into(),
             instance,
         };
-        Arc::new(Context {
+        let mut ctx = Context::plain(client, reporter, public);
+        ctx.scope = scope;
+        ctx.metrics = metrics;
+        Arc::new(ctx)
+    }
+
+    /// A context that is not shared yet (whole cluster, private metrics, default association
+    /// settings), so tests can set `scope` and `association` before wrapping it in an `Arc`.
+    pub fn plain(client: Client, reporter: Reporter, public: PublicBase) -> Context {
+        Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             public,
-            scope,
-            metrics,
-        })
+            scope: Scope::Cluster,
+            metrics: Metrics::default(),
+            association: Default::default(),
+        }
     }
 
     /// One API handle per watched unit for kind `K` (see [`Scope::apis`]).

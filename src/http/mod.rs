@@ -1,6 +1,7 @@
 //! HTTP servers: the public login/OAuth server and the admin listener.
 
 pub mod admin;
+pub mod well_known;
 
 use axum::Router;
 
@@ -19,5 +20,5 @@ pub struct AppState {
 
 /// The public router (login and OAuth endpoints).
 pub fn public_router(state: AppState) -> Router {
-    Router::new().with_state(state)
+    Router::new().merge(well_known::router()).with_state(state)
 }

@@ -8,10 +8,19 @@ use crate::support;
 #[tokio::test]
 async fn run_connects_checks_crds_and_serves_healthz() {
     support::init_crypto();
-    let _client = support::client().await; // control plane up and CRDs installed
+    let client = support::client().await; // control plane up and CRDs installed
+    let ns = support::namespace(&client, "binary-run").await;
     let (public, admin) = (support::free_port(), support::free_port());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
-        .args(["run", "--base-domain", "auth.test", "--listen"])
+        .args([
+            "run",
+            "--base-domain",
+            "auth.test",
+            "--leader-elect=false",
+            "--watch-namespace",
+            &ns,
+        ])
+        .arg("--listen")
         .arg(format!("127.0.0.1:{public}"))
         .arg("--admin-listen")
         .arg(format!("127.0.0.1:{admin}"))

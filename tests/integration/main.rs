@@ -9,5 +9,7 @@ mod chart;
 mod crds;
 mod leader;
 mod metrics;
+mod native_app;
+mod organization;
 mod process;
 mod rbac;
