@@ -41,6 +41,7 @@ use crate::applinks::{self, AppLink, AppProblem};
 use crate::association::{Checker, Failure};
 use crate::crd::condition::{self, READY, Status};
 use crate::crd::{FIELD_MANAGER, NativeApp, NativeAppStatus, Organization};
+use crate::metrics::Kind;
 use crate::scope::WatchScope;
 
 /// Condition type: the app-link host serves association files that list this app.
@@ -70,6 +71,16 @@ pub enum Error {
     /// The status could not be written.
     #[error(transparent)]
     WriteStatus(#[from] status::ApplyError),
+}
+
+impl Error {
+    /// The variant name, the fixed `reason` label of the reconcile-error metric.
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::ConfigMap { .. } => "ConfigMap",
+            Error::WriteStatus(_) => "WriteStatus",
+        }
+    }
 }
 
 struct Data {
@@ -146,7 +157,8 @@ fn error_policy(app: Arc<NativeApp>, err: &Error, _data: Arc<Data>) -> Action {
 async fn reconcile(app: Arc<NativeApp>, data: Arc<Data>) -> Result<Action, Error> {
     let span =
         tracing::info_span!("reconcile", kind = "NativeApp", namespace = app.namespace(), name = %app.name_any());
-    async move {
+    let metrics = data.ctx.metrics.clone();
+    let work = async move {
         let (orgs, apps) = (data.orgs.state(), data.apps.state());
         let verdict = applinks::check(&app, &orgs, &apps);
         sync_configmaps(&app, &orgs, &apps, &data).await?;
@@ -156,9 +168,8 @@ async fn reconcile(app: Arc<NativeApp>, data: Arc<Data>) -> Result<Action, Error
         };
         write_status(&app, &verdict, association, &data).await?;
         Ok(Action::requeue(data.ctx.association.interval))
-    }
-    .instrument(span)
-    .await
+    };
+    crate::metrics::Metrics::instrument(&metrics, Kind::NativeApp, Error::reason, work.instrument(span)).await
 }
 
 /// Step 2: the ConfigMap of this app's host, and of any host that still lists it.

@@ -38,6 +38,7 @@ use super::related;
 use super::{Context, events, status};
 use crate::crd::condition::{self, READY, Status};
 use crate::crd::{CLIENT_ID_ANNOTATION, FIELD_MANAGER, ORG_STATUS_MANAGER, Organization, OrganizationStatus};
+use crate::metrics::Kind;
 use crate::origin;
 use crate::scope::WatchScope;
 use crate::tenant::{self, Claim, Conflict};
@@ -69,6 +70,17 @@ pub enum Error {
     /// The status could not be written.
     #[error(transparent)]
     WriteStatus(#[from] status::ApplyError),
+}
+
+impl Error {
+    /// The variant name, the fixed `reason` label of the reconcile-error metric.
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::RecordClientId { .. } => "RecordClientId",
+            Error::ReadSecret { .. } => "ReadSecret",
+            Error::WriteStatus(_) => "WriteStatus",
+        }
+    }
 }
 
 struct Data {
@@ -149,14 +161,14 @@ fn error_policy(org: Arc<Organization>, err: &Error, _data: Arc<Data>) -> Action
 async fn reconcile(org: Arc<Organization>, data: Arc<Data>) -> Result<Action, Error> {
     let span =
         tracing::info_span!("reconcile", kind = "Organization", namespace = org.namespace(), name = %org.name_any());
-    async move {
+    let metrics = data.ctx.metrics.clone();
+    let work = async move {
         let org = ensure_client_id(&org, &data.ctx).await?;
         let verdict = check(&org, &data).await?;
         write_status(&org, verdict, &data.ctx).await?;
         Ok(Action::requeue(RESYNC))
-    }
-    .instrument(span)
-    .await
+    };
+    crate::metrics::Metrics::instrument(&metrics, Kind::Organization, Error::reason, work.instrument(span)).await
 }
 
 /// Step 1: the organization with a client ID, recording a new one in the annotation first.
