@@ -8,6 +8,7 @@
 //! - [`crypto`]: argon2id hashing of secrets and passwords.
 //! - [`controller`]: one reconciler per kind.
 //! - [`http`]: the public OAuth/login server and the admin listener.
+//! - [`oauth`]: the protocol library (PKCE, codes, client authentication, tokens, keys).
 //! - [`store`]: sessions, codes and tokens behind one trait (memory or Redis).
 //! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
 
@@ -17,6 +18,7 @@ pub mod controller;
 pub mod crd;
 pub mod crypto;
 pub mod http;
+pub mod oauth;
 pub mod run;
 pub mod store;
 pub mod tenant;
