@@ -68,6 +68,16 @@ pub struct RunArgs {
     #[arg(long, env = "CENTRALAUTH_STORE", default_value = "memory")]
     pub store: StoreUrl,
 
+    /// The operator's own namespace: where the signing-keys Secret lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "centralauth-system")]
+    pub namespace: String,
+
+    /// Rotate the token-signing key after this many seconds (the previous key stays in the
+    /// JWKS until the tokens it signed have expired).
+    #[arg(long, env = "CENTRALAUTH_SIGNING_KEY_ROTATION_SECONDS", default_value_t = 30 * 24 * 3600,
+          value_parser = clap::value_parser!(i64).range(60..))]
+    pub signing_key_rotation_seconds: i64,
+
     /// Log format.
     #[arg(long, env = "CENTRALAUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -86,13 +86,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     });
 
     let admin = axum::serve(admin_listener, admin::router(health.clone())).with_graceful_shutdown(shutdown_signal());
-    let state = crate::http::AppState {
-        caches,
-        public: args.public_base(),
-    };
-    let public =
-        axum::serve(public_listener, crate::http::public_router(state)).with_graceful_shutdown(shutdown_signal());
-    let (a, p) = tokio::join!(admin.into_future(), public.into_future());
+    let settings = crate::http::Settings::new(args.namespace.clone(), args.signing_key_rotation_seconds);
+    let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings);
+    let public = crate::http::serve(public_listener, crate::http::public_router(state), shutdown_signal());
+    let (a, p) = tokio::join!(admin.into_future(), public);
     a.map_err(|source| RunError::Serve { what: "admin", source })?;
     p.map_err(|source| RunError::Serve { what: "public", source })?;
     tracing::info!("stopped");

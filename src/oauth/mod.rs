@@ -6,6 +6,7 @@
 //! - [`grant`]: codes, sessions, refresh-token families in the store.
 //! - [`verifier`]: bounded argon2id verification and the cache of client-secret successes.
 //! - [`throttle`]: failure counters per client/account and per address.
+//! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
 //! - [`jwe`]: the CentralAuth access token (`dir` + `A256CBC-HS512`).
 //! - [`keys`]: ES256 signing keys, JWS, JWKS and the rotation plan.
 //! - [`error`]: the error answers of both protocols.
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod pkce;
 pub mod redirect;
 pub mod throttle;
+pub mod tokens;
 pub mod verifier;
 
 /// Unix time in seconds.

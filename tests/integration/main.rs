@@ -6,3 +6,5 @@ mod support;
 
 mod binary;
 mod crds;
+mod oauth_centralauth;
+mod oauth_support;
