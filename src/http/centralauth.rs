@@ -6,7 +6,8 @@
 //!   *without* the `return_to` it added at `/login`, so the comparison is origin + path),
 //!   `code_verifier` (a UUID); web apps send HTTP Basic `client_id:secret`, native apps nothing
 //!   (their code names the organization) and an empty `code_verifier` when they have none.
-//! - Tokens: `access_token` and `id_token` are compact JWEs (`dir`, `A256CBC-HS512`) under the
+//! - Tokens (`token_type: Bearer` is added so generic OAuth clients such as the `oauth2`
+//!   crate parse the answer): `access_token` and `id_token` are compact JWEs (`dir`, `A256CBC-HS512`) under the
 //!   UTF-8 bytes of the client secret — the client decrypts both with `jwtDecrypt` (the ID
 //!   token when `unsafeIncludeUser` is on, which expects `user` inside). Payload: `sessionId`,
 //!   `iat`, `exp`, and `user` in the ID token. Native tokens are encrypted under the active
@@ -219,6 +220,7 @@ async fn mint(
     tracing::info!(org = %session.org.name, "CentralAuth code redeemed");
     Ok(axum::Json(json!({
         "access_token": access_token,
+        "token_type": "Bearer",
         "id_token": id_token,
         "expires_in": expires_at - now,
         "expires_at": tokens::rfc3339(expires_at),

@@ -7,4 +7,5 @@ mod support;
 mod binary;
 mod crds;
 mod oauth_centralauth;
+mod oauth_clients;
 mod oauth_support;

@@ -231,11 +231,12 @@ impl Tenant {
             .await
             .unwrap();
         let state = server.state.clone();
-        let (cid, name) = (self.client_id.clone(), cs_name.to_string());
+        let (cid, name, ns) = (self.client_id.clone(), cs_name.to_string(), ns.clone());
         support::wait_until(Duration::from_secs(20), || {
-            let (state, cid, name) = (state.clone(), cid.clone(), name.clone());
+            let (state, cid, name, ns) = (state.clone(), cid.clone(), name.clone(), ns.clone());
             async move {
                 let org = state.org_by_client_id(&cid)?;
+                state.secrets.value(&ns, &name, "client_secret")?;
                 let ok = state
                     .client_secrets_of(&org)
                     .iter()
