@@ -7,6 +7,7 @@ mod support;
 mod binary;
 mod crds;
 mod oauth_attacks;
+mod oauth_browser;
 mod oauth_centralauth;
 mod oauth_clients;
 mod oauth_support;

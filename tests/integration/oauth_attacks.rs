@@ -295,7 +295,7 @@ async fn attack_org_a_code_at_org_b() {
     a.activate_secret(&server, "orga-secret").await;
     let mut b = server.tenant("orgb", json!({"subdomain": "orgb"}), &[USER]).await;
     b.activate_secret(&server, "orgb-secret").await;
-    let http = server.http(&["orgb.localhost"]);
+    let http = server.http(&[b.host.as_str()]);
     let url = reqwest::Url::parse_with_params(
         &format!("{}/login", a.origin()),
         &[

@@ -103,7 +103,11 @@ async fn openid_client_on_an_own_subdomain_issuer() {
         )
         .await;
     t.activate_secret(&server, "subco-secret-1").await;
-    assert_eq!(t.issuer, format!("http://subco.localhost:{}", server.port));
+    assert!(
+        t.issuer.starts_with("http://subco-") && t.issuer.ends_with(&format!(".localhost:{}", server.port)),
+        "{}",
+        t.issuer
+    );
     // Node resolves *.localhost through the system resolver, which does not map it: the script
     // reaches the own host through a fetch that pins the name to loopback (see the script).
     let out = node(

@@ -132,6 +132,11 @@ impl Server {
             "loginMethods": {"passwords": {"secretName": users_secret}},
         });
         merge(&mut spec, extra);
+        // Subdomains are unique across the cluster, and earlier test runs leave their
+        // namespaces behind: make each one unique.
+        if let Some(sub) = spec.get("subdomain").and_then(Value::as_str) {
+            spec["subdomain"] = json!(format!("{sub}-{}", &client_id[client_id.len() - 6..]).to_lowercase());
+        }
         let orgs: Api<Organization> = Api::namespaced(self.client.clone(), &self.ns);
         let org: Organization = serde_json::from_value(json!({
             "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization",
