@@ -10,4 +10,5 @@ mod oauth_attacks;
 mod oauth_browser;
 mod oauth_centralauth;
 mod oauth_clients;
+mod oauth_logs;
 mod oauth_support;
