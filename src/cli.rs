@@ -69,6 +69,24 @@ pub struct RunArgs {
     #[arg(long, env = "CENTRALAUTH_STORE", default_value = "memory")]
     pub store: StoreUrl,
 
+    /// The operator's own namespace: the leader Lease and the signing-keys Secret live there.
+    /// Default: `POD_NAMESPACE` (the chart sets it from the downward API), else the
+    /// kubeconfig's namespace.
+    #[arg(long, env = "POD_NAMESPACE", value_parser = parse_namespace)]
+    pub namespace: Option<String>,
+
+    /// Rotate the token-signing key after this many seconds (the previous key stays in the
+    /// JWKS until the tokens it signed have expired).
+    #[arg(long, env = "CENTRALAUTH_SIGNING_KEY_ROTATION_SECONDS", default_value_t = 30 * 24 * 3600,
+          value_parser = clap::value_parser!(i64).range(60..))]
+    pub signing_key_rotation_seconds: i64,
+
+    /// Name of the Secret, in the operator's own namespace, holding the token-signing keys.
+    /// Created if absent; several replicas share it.
+    #[arg(long, env = "CENTRALAUTH_SIGNING_KEY_SECRET", default_value = "centralauth-signing-keys",
+          value_parser = parse_namespace)]
+    pub signing_key_secret: String,
+
     /// Log format.
     #[arg(long, env = "CENTRALAUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -87,11 +105,6 @@ pub struct RunArgs {
     /// Name of the leader Lease.
     #[arg(long, env = "CENTRALAUTH_LEASE_NAME", default_value = "centralauth-operator", value_parser = parse_namespace)]
     pub lease_name: String,
-
-    /// Namespace of the leader Lease. Default: `POD_NAMESPACE` (the chart sets it from the
-    /// downward API), else the kubeconfig's namespace.
-    #[arg(long, env = "POD_NAMESPACE", value_parser = parse_namespace)]
-    pub lease_namespace: Option<String>,
 
     /// How long followers wait after the leader's last renewal before taking over (whole
     /// seconds, e.g. `15s`).

@@ -77,6 +77,7 @@ pub fn init_tracing(format: LogFormat) {
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::KubeConfig)?;
     let lease = lease_config(&args, &client)?;
+    let namespace = own_namespace(&args, &client);
     check_crds(&client).await?;
     let scope = args.scope();
     tracing::info!(base_domain = %args.base_domain, watching = %scope.describe(), "CentralAuth CRDs found");
@@ -93,23 +94,29 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     tokio::spawn(mark_ready_when_synced(caches.clone(), health.clone()));
 
     let (terminating, stop_serving) = shutdown_phases(health.clone(), args.shutdown_delay);
-    let controllers = run_controllers(client, lease, ctx, metrics.clone(), wait_for(terminating));
+    let controllers = run_controllers(client.clone(), lease, ctx, metrics.clone(), wait_for(terminating));
     let admin = serve(
         admin_listener,
         admin::router(health, metrics.clone()),
         wait_for(stop_serving.clone()),
     );
-    let state = crate::http::AppState {
-        caches,
-        public: args.public_base(),
-    };
+    let mut settings = crate::http::Settings::new(namespace, args.signing_key_rotation_seconds);
+    settings.signing_key_secret = args.signing_key_secret.clone();
+    let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings);
     let public_router = metrics.http_layer(crate::http::public_router(state));
-    let public = serve(public_listener, public_router, wait_for(stop_serving));
+    let public = crate::http::serve(public_listener, public_router, wait_for(stop_serving));
     let ((), a, p) = tokio::join!(controllers, admin, public);
     a.map_err(|source| RunError::Serve { what: "admin", source })?;
     p.map_err(|source| RunError::Serve { what: "public", source })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The operator's own namespace (`--namespace` / `POD_NAMESPACE`, else the kubeconfig's).
+fn own_namespace(args: &RunArgs, client: &Client) -> String {
+    args.namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string())
 }
 
 /// The lease settings from the flags, validated; `None` with `--leader-elect=false`.
@@ -119,10 +126,7 @@ fn lease_config(args: &RunArgs, client: &Client) -> Result<Option<LeaseConfig>, 
     }
     let config = LeaseConfig {
         name: args.lease_name.clone(),
-        namespace: args
-            .lease_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string()),
+        namespace: own_namespace(args, client),
         identity: leader::identity(std::env::var("POD_NAME").ok().as_deref()),
         duration: args.lease_duration,
         renew_deadline: args.lease_renew_deadline,

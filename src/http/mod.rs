@@ -1,12 +1,88 @@
 //! HTTP servers: the public login/OAuth server and the admin listener.
+//!
+//! The public server speaks two protocols from the same binary, for every Organization,
+//! host-routed (see [`routing`]):
+//! - CentralAuth: `GET|POST /login`, `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`.
+//! - OAuth 2.1 / OIDC: discovery, `/oauth2/{authorize,token,revoke,introspect,userinfo,jwks}`,
+//!   at the root of an organization's own host, or under `/o/<clientId>` on the base domain.
+//!
+//! Handlers are thin over [`crate::oauth`] and read organizations, secrets and apps from the
+//! reflector caches, Secrets from [`secrets::SecretsView`] and keys from [`keys::KeyRing`] —
+//! never from the API server. Every response carries `Cache-Control: no-store`; every request
+//! runs in a `tracing` span with method and path (never the query, which holds codes).
 
 pub mod admin;
+pub mod centralauth;
+pub mod clients;
+pub mod error;
+pub mod form;
+pub mod keys;
+pub mod login;
+pub mod oauth2;
+pub mod routing;
+pub mod secrets;
 pub mod well_known;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tracing::Instrument;
 
 use crate::cache::Caches;
+use crate::oauth::keys::RotationPolicy;
+use crate::oauth::throttle::Limits;
+use crate::oauth::verifier::SecretVerifier;
+use crate::store::{MemoryStore, Store};
 use crate::tenant::PublicBase;
+
+/// Tunables of the public server.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace of the signing-keys Secret (the operator's own).
+    pub namespace: String,
+    /// Name of the signing-keys Secret.
+    pub signing_key_secret: String,
+    /// Rotation of the signing keys.
+    pub rotation: RotationPolicy,
+    /// Lifetime of JWT access and ID tokens, seconds.
+    pub access_token_ttl: i64,
+    /// Lifetime of refresh tokens, seconds (never past the session).
+    pub refresh_token_ttl: i64,
+    /// Failure limits of client authentication.
+    pub client_limits: Limits,
+    /// Failure limits of password logins.
+    pub login_limits: Limits,
+    /// Most argon2id verifications running at once.
+    pub max_parallel_verifications: usize,
+}
+
+impl Settings {
+    /// Defaults: 15-minute access tokens, 30-day refresh tokens, keys rotated every
+    /// `rotate_after` seconds (published an hour — or a tenth of the period — ahead).
+    pub fn new(namespace: String, rotate_after: i64) -> Settings {
+        let access_token_ttl = 900;
+        Settings {
+            namespace,
+            signing_key_secret: "centralauth-signing-keys".into(),
+            rotation: RotationPolicy {
+                rotate_after,
+                publish_ahead: (rotate_after / 10).min(3600),
+                retain_after: access_token_ttl + 300,
+            },
+            access_token_ttl,
+            refresh_token_ttl: 30 * 24 * 3600,
+            client_limits: Limits::default(),
+            login_limits: Limits::default(),
+            max_parallel_verifications: 4,
+        }
+    }
+}
 
 /// What the public handlers share. Handlers read organizations, secrets and apps from the
 /// caches, never from the API server.
@@ -16,9 +92,91 @@ pub struct AppState {
     pub caches: Caches,
     /// How the public server is reached.
     pub public: PublicBase,
+    /// Sessions, codes, refresh tokens, counters.
+    pub store: Arc<dyn Store>,
+    /// Signing keys.
+    pub keys: keys::KeyRing,
+    /// argon2id verification and the client-secret cache.
+    pub verifier: Arc<SecretVerifier>,
+    /// Watched Secrets (passwords, client-secret plaintext for native tokens).
+    pub secrets: secrets::SecretsView,
+    /// Tunables.
+    pub settings: Arc<Settings>,
 }
 
-/// The public router (login and OAuth endpoints).
+impl AppState {
+    /// Starts the Secret watchers and the signing-key loop; the caches must already run.
+    pub fn start(client: kube::Client, caches: Caches, public: PublicBase, settings: Settings) -> AppState {
+        let keys = keys::KeyRing::start(
+            client.clone(),
+            &settings.namespace,
+            &settings.signing_key_secret,
+            settings.rotation,
+        );
+        AppState {
+            secrets: secrets::SecretsView::start(client, caches.clone()),
+            caches,
+            public,
+            store: Arc::new(MemoryStore::new()),
+            keys,
+            verifier: Arc::new(SecretVerifier::new(settings.max_parallel_verifications)),
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The public router (login and OAuth endpoints). Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so throttling sees client addresses.
 pub fn public_router(state: AppState) -> Router {
-    Router::new().merge(well_known::router()).with_state(state)
+    let std_routes = Router::new()
+        .route("/.well-known/openid-configuration", get(oauth2::discovery))
+        .route("/.well-known/oauth-authorization-server", get(oauth2::discovery))
+        .route("/oauth2/authorize", get(oauth2::authorize))
+        .route("/oauth2/token", post(oauth2::token))
+        .route("/oauth2/revoke", post(oauth2::revoke))
+        .route("/oauth2/introspect", post(oauth2::introspect))
+        .route("/oauth2/userinfo", get(oauth2::userinfo).post(oauth2::userinfo))
+        .route("/oauth2/jwks", get(oauth2::jwks));
+    Router::new()
+        .route("/login", get(login::get_login).post(login::post_login))
+        .route("/api/v1/verify", post(centralauth::verify))
+        .route("/api/v1/userinfo", post(centralauth::userinfo))
+        .route("/api/v1/logout", post(centralauth::logout))
+        // RFC 8414 §3 inserts the well-known segment before the issuer's path.
+        .route("/.well-known/openid-configuration/o/{cid}", get(oauth2::discovery))
+        .route(
+            "/.well-known/oauth-authorization-server/o/{cid}",
+            get(oauth2::discovery),
+        )
+        .nest("/o/{cid}", std_routes.clone())
+        .merge(std_routes)
+        .merge(well_known::router())
+        .layer(middleware::from_fn(common))
+        .with_state(state)
+}
+
+/// Span per request, and `no-store` on every answer (tokens, codes, login pages).
+async fn common(req: Request, next: Next) -> Response {
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    async move {
+        let mut resp = next.run(req).await;
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        tracing::debug!(status = resp.status().as_u16(), "answered");
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves `router` on `listener` with client addresses, until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -104,10 +104,14 @@ async fn default_values_render_a_hardened_single_replica_install() {
     );
     assert_eq!(env(deployment, "CENTRALAUTH_STORE")["value"], "memory");
     assert_eq!(env(deployment, "CENTRALAUTH_BASE_DOMAIN")["value"], "auth.example.com");
-    // The lease the Role grants is the lease the operator uses.
-    let lease_name = env(deployment, "CENTRALAUTH_LEASE_NAME")["value"].clone();
+    // The signing-keys Secret and the lease the Role grants are the ones the operator uses.
     let role = find(&docs, "Role");
-    assert_eq!(role["rules"][0]["resourceNames"], json!([lease_name]));
+    let signing_keys = env(deployment, "CENTRALAUTH_SIGNING_KEY_SECRET")["value"].clone();
+    assert_eq!(role["rules"][0]["resources"], json!(["secrets"]));
+    assert_eq!(role["rules"][0]["resourceNames"], json!([signing_keys]));
+    let lease_name = env(deployment, "CENTRALAUTH_LEASE_NAME")["value"].clone();
+    assert_eq!(role["rules"][2]["resources"], json!(["leases"]));
+    assert_eq!(role["rules"][2]["resourceNames"], json!([lease_name]));
 
     let ports: Vec<&str> = find(&docs, "Service")["spec"]["ports"]
         .as_array()
@@ -145,7 +149,7 @@ async fn ha_values_render_replicas_redis_ingress_and_service_monitor() {
     assert!(!kinds(&docs).contains("ClusterRole"));
     let role_namespaces: BTreeSet<&str> = docs
         .iter()
-        .filter(|d| d["kind"] == "Role" && !d["metadata"]["name"].as_str().unwrap().ends_with("leader-election"))
+        .filter(|d| d["kind"] == "Role" && !d["metadata"]["name"].as_str().unwrap().ends_with("own-namespace"))
         .map(|d| d["metadata"]["namespace"].as_str().unwrap())
         .collect();
     assert_eq!(role_namespaces, ["team-a", "team-b"].into());

@@ -21,7 +21,7 @@ fn lease_args(ns: &str, timings: (&str, &str, &str), extra: &[&str]) -> Vec<Stri
     let mut args: Vec<String> = [
         "--lease-name",
         "leader-test",
-        "--lease-namespace",
+        "--namespace",
         ns,
         "--lease-duration",
         timings.0,

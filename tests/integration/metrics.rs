@@ -59,7 +59,7 @@ async fn metrics_are_prometheus_text_and_move_as_things_happen() {
             &ns,
             "--lease-name",
             "metrics-test",
-            "--lease-namespace",
+            "--namespace",
             &ns,
         ]
         .map(String::from)

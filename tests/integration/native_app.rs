@@ -309,7 +309,7 @@ async fn well_known_files_are_served_per_host_from_the_caches() {
         ],
     )
     .await;
-    let addr = serve_http(public_router(app_state_for(&client).await)).await;
+    let addr = serve_http(public_router(app_state_for(&client, &ns).await)).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -345,13 +345,11 @@ async fn well_known_files_are_served_per_host_from_the_caches() {
     assert_eq!(unknown.status(), 404);
 }
 
-async fn app_state_for(client: &Client) -> AppState {
+async fn app_state_for(client: &Client, ns: &str) -> AppState {
     let caches = Caches::start(client);
     caches.wait_until_ready().await;
-    AppState {
-        caches,
-        public: public(),
-    }
+    let settings = centralauth_operator::http::Settings::new(ns.to_string(), 30 * 24 * 3600);
+    AppState::start(client.clone(), caches, public(), settings)
 }
 
 /// GETs `path` from `addr` with `Host: host`; `None` unless 200 + application/json.
@@ -385,7 +383,7 @@ async fn the_association_check_fetches_both_files_over_https() {
     let hosts = [host("good"), host("wrong"), host("missing"), host("html")];
     let pki = TestPki::new(&hosts);
     // The operator's own server (from the caches) for the good host; a hand-made one for the rest.
-    let operator_server = serve_https(public_router(app_state_for(&client).await), &pki).await;
+    let operator_server = serve_https(public_router(app_state_for(&client, &ns).await), &pki).await;
     let other_server = serve_https(other_files(host("wrong"), host("html")), &pki).await;
     let settings = AssociationSettings {
         roots: TrustRoots::Only(vec![pki.ca_pem.clone()]),

@@ -122,6 +122,7 @@ async fn operator_as_the_charts_service_account_does_its_job_and_nothing_more() 
     let other = support::namespace(&admin, "rbac-other").await;
     let release = op_ns.as_str();
     let fullname = format!("{release}-centralauth-operator");
+    let signing_keys = format!("{fullname}-signing-keys");
     let (ok, out, err) = helm(&[
         "install",
         release,
@@ -150,8 +151,10 @@ async fn operator_as_the_charts_service_account_does_its_job_and_nothing_more() 
             &watched,
             "--lease-name",
             &fullname,
-            "--lease-namespace",
+            "--namespace",
             &op_ns,
+            "--signing-key-secret",
+            &signing_keys,
         ]
         .map(String::from)
         .into(),
@@ -212,6 +215,10 @@ async fn operator_as_the_charts_service_account_does_its_job_and_nothing_more() 
         (true, "patch", "apps", "deployments", &watched, ""),
         (true, "update", "coordination.k8s.io", "leases", &op_ns, &fullname),
         (true, "create", "coordination.k8s.io", "leases", &op_ns, ""),
+        (true, "get", "", "secrets", &op_ns, &signing_keys),
+        (true, "update", "", "secrets", &op_ns, &signing_keys),
+        (false, "get", "", "secrets", &op_ns, "another-secret"),
+        (false, "delete", "", "secrets", &op_ns, &signing_keys),
         (false, "get", "", "secrets", &other, ""),
         (false, "list", "", "secrets", "", ""),
         (false, "watch", "centralauth.io", "clientsecrets", &other, ""),

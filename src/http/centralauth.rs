@@ -1,0 +1,304 @@
+//! The CentralAuth wire protocol: `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`.
+//! `GET /login` is in [`super::login`].
+//!
+//! What the official client does, and what this server therefore accepts:
+//! - verify: `multipart/form-data` (or urlencoded) `code`, `redirect_uri` (its callback URL
+//!   *without* the `return_to` it added at `/login`, so the comparison is origin + path),
+//!   `code_verifier` (a UUID); web apps send HTTP Basic `client_id:secret`, native apps nothing
+//!   (their code names the organization) and an empty `code_verifier` when they have none.
+//! - Tokens (`token_type: Bearer` is added so generic OAuth clients such as the `oauth2`
+//!   crate parse the answer): `access_token` and `id_token` are compact JWEs (`dir`, `A256CBC-HS512`) under the
+//!   UTF-8 bytes of the client secret — the client decrypts both with `jwtDecrypt` (the ID
+//!   token when `unsafeIncludeUser` is on, which expects `user` inside). Payload: `sessionId`,
+//!   `iat`, `exp`, and `user` in the ID token. Native tokens are encrypted under the active
+//!   secret, since the app's backend decrypts them with the secret it holds.
+//! - userinfo/logout: Basic auth, the access token as a `text/plain` body. The server looks
+//!   the token up by its SHA-256 (recorded at issuance), so a token keeps working across a
+//!   secret rotation for as long as its session lives, and logout ends the session for every
+//!   replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::AppState;
+use super::clients::AuthFailure;
+use super::form::{BasicCredentials, Params, basic};
+use super::login::client_addr;
+use super::routing::{Site, host, org_key};
+use crate::crd::Organization;
+use crate::oauth::error::{CaCode, CaError};
+use crate::oauth::grant::{self, GrantError, OrgKey, Protocol, Session};
+use crate::oauth::{jwe, pkce, redirect, tokens};
+use crate::store::{hashed, json};
+
+/// What a CentralAuth access token stands for, stored under its SHA-256.
+#[derive(Serialize, Deserialize)]
+struct TokenRecord {
+    org: OrgKey,
+    session_id: String,
+}
+
+fn ca(code: CaCode, message: &'static str) -> CaError {
+    CaError::new(code, message)
+}
+
+fn auth_error(f: AuthFailure) -> CaError {
+    match f {
+        AuthFailure::Invalid => ca(
+            CaCode::NoPermission,
+            "client authentication failed: check the client ID and secret",
+        ),
+        AuthFailure::Throttled => ca(CaCode::TooManyRequests, "too many failed attempts; retry later"),
+        AuthFailure::Unavailable => ca(CaCode::GenericError, "the session store is unavailable; retry later"),
+    }
+}
+
+/// `POST /api/v1/verify`.
+pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Response, CaError> {
+    let addr = client_addr(&req);
+    let headers = req.headers().clone();
+    let creds = basic(&headers).map_err(|_| {
+        ca(
+            CaCode::MissingFields,
+            "the Authorization header must be Basic client_id:secret",
+        )
+    })?;
+    let form = Params::from_request(req).await.map_err(|e| CaError {
+        code: CaCode::MissingFields,
+        message: e.to_string().into(),
+    })?;
+    let (Some(code), Some(redirect_uri)) = (form.get("code"), form.get("redirect_uri")) else {
+        return Err(ca(CaCode::MissingFields, "code and redirect_uri are required"));
+    };
+    let site_org = request_org(
+        &state,
+        &headers,
+        creds.as_ref().map(|c| c.client_id.as_str()).or(form.get("client_id")),
+    )?;
+    let authenticated = match &creds {
+        Some(c) => {
+            state
+                .authenticate_client(site_org.as_deref(), &c.client_id, &c.secret, addr)
+                .await
+                .map_err(auth_error)?;
+            Some(c.secret.clone())
+        }
+        None => None,
+    };
+    let now = crate::oauth::now();
+    let g = grant::redeem_code(state.store.as_ref(), code, now)
+        .await
+        .map_err(|e| match e {
+            GrantError::Store(_) => ca(CaCode::GenericError, "the session store is unavailable; retry later"),
+            _ => ca(CaCode::SessionInvalid, "the code is invalid, expired or already used"),
+        })?;
+    let org = state
+        .org_by_key(&g.org)
+        .ok_or_else(|| ca(CaCode::SessionInvalid, "the code is invalid, expired or already used"))?;
+    if g.protocol != Protocol::CentralAuth || site_org.as_ref().is_some_and(|o| org_key(o) != g.org) {
+        return Err(ca(
+            CaCode::SessionInvalid,
+            "the code is invalid, expired or already used",
+        ));
+    }
+    if authenticated.is_none() && g.app_id.is_none() {
+        return Err(ca(
+            CaCode::NoPermission,
+            "this code was issued to a web client: authenticate with HTTP Basic client_id:secret",
+        ));
+    }
+    let same_target = match (redirect::parse(redirect_uri), redirect::parse(&g.redirect_uri)) {
+        (Ok(a), Ok(b)) => a.without_query() == b.without_query(),
+        _ => false,
+    };
+    if !same_target {
+        return Err(ca(
+            CaCode::CallbackUrlInvalid,
+            "redirect_uri does not match the one of the login request",
+        ));
+    }
+    pkce::verify(
+        g.code_challenge.as_deref(),
+        form.get("code_verifier"),
+        pkce::VerifierRules::CentralAuth,
+    )
+    .map_err(|e| CaError {
+        code: CaCode::CodeChallengeInvalid,
+        message: e.to_string().into(),
+    })?;
+    let session = grant::use_session(
+        state.store.as_ref(),
+        &g.session_id,
+        Duration::from_secs(7 * 24 * 3600),
+        now,
+    )
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| ca(CaCode::SessionInvalid, "the login session has ended"))?;
+    let key = match authenticated {
+        Some(secret) => secret,
+        None => active_secret_plaintext(&state, &org).ok_or_else(|| {
+            ca(
+                CaCode::GenericError,
+                "the organization has no active client secret that the server can read; activate one",
+            )
+        })?,
+    };
+    mint(&state, &org, &session, key.as_bytes(), now).await
+}
+
+/// The organization a CentralAuth API request is for: its own host, else the client ID on the
+/// base domain (`None` when neither names one: native verify finds it through the code).
+fn request_org(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_id: Option<&str>,
+) -> Result<Option<Arc<Organization>>, CaError> {
+    match host(headers).and_then(|h| state.site(&h)) {
+        Some(Site::Own(org)) => Ok(Some(org)),
+        Some(Site::Base) => Ok(client_id.and_then(|c| state.org_by_client_id(c))),
+        None => Err(ca(CaCode::NoPermission, "this host is not served here")),
+    }
+}
+
+/// Plaintext of the organization's active client secret, from its watched Secret.
+fn active_secret_plaintext(state: &AppState, org: &Organization) -> Option<String> {
+    let active = org.active_secret()?;
+    let cs = state
+        .client_secrets_of(org)
+        .into_iter()
+        .find(|cs| cs.metadata.name.as_deref() == Some(active.name.as_str()) && cs.authenticates_for(org))?;
+    let name = cs
+        .status
+        .as_ref()
+        .and_then(|s| s.secret_name.clone())
+        .unwrap_or_else(|| cs.secret_name());
+    let bytes = state
+        .secrets
+        .value(org.metadata.namespace.as_deref()?, &name, "client_secret")?;
+    String::from_utf8(bytes).ok()
+}
+
+async fn mint(
+    state: &AppState,
+    org: &Organization,
+    session: &Session,
+    key: &[u8],
+    now: i64,
+) -> Result<Response, CaError> {
+    let expires_at = session.expires_at;
+    let user = tokens::centralauth_user(session, org.client_id().unwrap_or_default());
+    let access = json!({"sessionId": session.id, "iat": now, "exp": expires_at});
+    let id = json!({"sessionId": session.id, "user": user, "iat": now, "exp": expires_at});
+    let encrypt = |v: &serde_json::Value| {
+        jwe::encrypt(key, v.to_string().as_bytes()).map_err(|e| CaError {
+            code: CaCode::GenericError,
+            message: e.to_string().into(),
+        })
+    };
+    let (access_token, id_token) = (encrypt(&access)?, encrypt(&id)?);
+    let record = TokenRecord {
+        org: session.org.clone(),
+        session_id: session.id.clone(),
+    };
+    let ttl = Duration::from_secs((expires_at - now).max(1) as u64);
+    json::put(
+        state.store.as_ref(),
+        &format!("catoken:{}", hashed(&access_token)),
+        &record,
+        ttl,
+    )
+    .await
+    .map_err(|_| ca(CaCode::GenericError, "the session store is unavailable; retry later"))?;
+    tracing::info!(org = %session.org.name, "CentralAuth code redeemed");
+    Ok(axum::Json(json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "id_token": id_token,
+        "expires_in": expires_at - now,
+        "expires_at": tokens::rfc3339(expires_at),
+    }))
+    .into_response())
+}
+
+/// Authenticates a userinfo/logout call and finds the session its token stands for.
+async fn token_session(
+    state: &AppState,
+    req: Request,
+) -> Result<(Arc<Organization>, Session, Option<String>), CaError> {
+    let addr = client_addr(&req);
+    let headers = req.headers().clone();
+    let query = req.uri().query().map(String::from);
+    let creds: BasicCredentials = basic(&headers)
+        .ok()
+        .flatten()
+        .ok_or_else(|| ca(CaCode::NoPermission, "authenticate with HTTP Basic client_id:secret"))?;
+    let org = request_org(state, &headers, Some(&creds.client_id))?;
+    state
+        .authenticate_client(org.as_deref(), &creds.client_id, &creds.secret, addr)
+        .await
+        .map_err(auth_error)?;
+    let org = org.ok_or_else(|| auth_error(AuthFailure::Invalid))?;
+    let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let token = String::from_utf8_lossy(&body).trim().to_string();
+    if token.is_empty() {
+        return Err(ca(CaCode::MissingFields, "send the access token as the request body"));
+    }
+    let record: TokenRecord = json::get(state.store.as_ref(), &format!("catoken:{}", hashed(&token)))
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| ca(CaCode::TokenInvalid, "the token is invalid or expired"))?;
+    if record.org != org_key(&org) {
+        return Err(ca(CaCode::TokenInvalid, "the token is invalid or expired"));
+    }
+    let idle = Duration::from_secs(org.spec.max_inactivity_seconds.unwrap_or(7 * 24 * 3600) as u64);
+    let session = grant::use_session(state.store.as_ref(), &record.session_id, idle, crate::oauth::now())
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| ca(CaCode::SessionInvalid, "the session has ended; log in again"))?;
+    Ok((org, session, query))
+}
+
+/// `POST /api/v1/userinfo?domain=<origin>`.
+pub async fn userinfo(State(state): State<AppState>, req: Request) -> Result<Response, CaError> {
+    let (org, session, query) = token_session(&state, req).await?;
+    let params = Params::from_urlencoded(query.unwrap_or_default().as_bytes()).map_err(|e| CaError {
+        code: CaCode::MissingFields,
+        message: e.to_string().into(),
+    })?;
+    if let Some(domain) = params.get("domain") {
+        let allowed = redirect::origin_allowed(domain, &org.spec.allowed_origins)
+            || state
+                .native_apps_of(&org)
+                .iter()
+                .any(|a| redirect::parse(&a.spec.app_link).is_ok_and(|l| l.origin() == domain));
+        if !allowed {
+            return Err(ca(
+                CaCode::DomainInvalid,
+                "domain is not one of the organization's allowedOrigins",
+            ));
+        }
+    }
+    Ok(axum::Json(tokens::centralauth_user(&session, org.client_id().unwrap_or_default())).into_response())
+}
+
+/// `POST /api/v1/logout`: ends the token's session everywhere.
+pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Response, CaError> {
+    let (_, session, _) = token_session(&state, req).await?;
+    grant::end_session(state.store.as_ref(), &session.id)
+        .await
+        .map_err(|_| ca(CaCode::GenericError, "the session store is unavailable; retry later"))?;
+    tracing::info!(org = %session.org.name, "session ended by logout");
+    Ok(axum::Json(json!({"success": true})).into_response())
+}

@@ -1,0 +1,535 @@
+//! The login page and the authorization step shared by both protocols.
+//!
+//! `GET /login` (CentralAuth) and `GET /oauth2/authorize` (standard) validate the request —
+//! unknown client or bad redirect URI: an error page, never a redirect — then either finish at
+//! once (a live session cookie for this organization, and no `affirm=1`) or store the request
+//! under a random login ID and render the form. `POST /login` checks the CSRF token (hidden
+//! field equal to the `ca_csrf` cookie set with the form: login CSRF needs the victim's
+//! browser to carry the attacker's cookie, which it cannot), throttles failures per account
+//! and address, verifies the password, creates the session and redirects with `code`,
+//! `state` (byte-exact) and `iss` (RFC 9207).
+//!
+//! The page is plain server-rendered HTML: no JavaScript, `Referrer-Policy: no-referrer`,
+//! `Content-Security-Policy: frame-ancestors 'none'` (or the organization's `allowedOrigins`
+//! with `embed=1`), `X-Frame-Options: DENY` unless embedded. `translations` (base64 JSON, the
+//! official client's `Translations` keys `loginPageIntro`, `emailAddress`, `login`, plus
+//! `password` and `loginPagePasswordError`) replaces the texts it names.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ErrorPage;
+use super::form::Params;
+use super::routing::{Site, host, org_key};
+use crate::crd::Organization;
+use crate::oauth::grant::{self, CodeGrant, OrgKey, Protocol, Session};
+use crate::oauth::{pkce, redirect, throttle};
+use crate::store::{hashed, json};
+
+/// How long a rendered login form stays usable.
+const LOGIN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Name of the session cookie (single sign-on across logins of one organization).
+pub const SESSION_COOKIE: &str = "ca_session";
+const CSRF_COOKIE: &str = "ca_csrf";
+
+/// A validated authorization request waiting for the user.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    /// Organization.
+    pub org: OrgKey,
+    /// Client ID.
+    pub client_id: String,
+    /// Which protocol started it.
+    pub protocol: Protocol,
+    /// Redirect URI, as sent.
+    pub redirect_uri: String,
+    /// `state`, as sent.
+    pub state: Option<String>,
+    /// S256 challenge.
+    pub code_challenge: Option<String>,
+    /// Native app.
+    pub app_id: Option<String>,
+    /// Native device.
+    pub device_id: Option<String>,
+    /// Scope (standard endpoints).
+    pub scope: Option<String>,
+    /// OIDC nonce.
+    pub nonce: Option<String>,
+    /// SHA-256 of the CSRF token.
+    pub csrf_hash: String,
+    /// `embed=1`.
+    pub embed: bool,
+    /// Decoded `translations`.
+    pub translations: BTreeMap<String, String>,
+    /// `email` hint.
+    pub email: Option<String>,
+    /// `error_description` to show.
+    pub message: Option<String>,
+}
+
+/// The client address (peer of the TCP connection).
+pub fn client_addr(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// `GET /login`: the CentralAuth authorization request.
+pub async fn get_login(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let params = match Params::from_urlencoded(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return ErrorPage::bad_request(e.to_string()).into_response(),
+    };
+    match centralauth_request(&state, &headers, &params) {
+        Ok(Ok(req)) => start(&state, &headers, req, params.get("affirm") == Some("1")).await,
+        Ok(Err(redirect_to)) => redirect_to,
+        Err(page) => page.into_response(),
+    }
+}
+
+/// Validates a CentralAuth authorization request. `Err` is an error page (no redirect),
+/// `Ok(Err)` an error redirect to the (validated) redirect URI.
+fn centralauth_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<Result<LoginRequest, Response>, ErrorPage> {
+    let org = centralauth_org(state, headers, p.get("client_id"))?;
+    let redirect_uri = p
+        .get("redirect_uri")
+        .ok_or_else(|| ErrorPage::bad_request("redirect_uri is missing"))?;
+    let app_id = p.get("app_id");
+    match app_id {
+        Some(app_id) => {
+            let app = state
+                .native_apps_of(&org)
+                .into_iter()
+                .find(|a| a.status.as_ref().and_then(|s| s.app_id.as_deref()) == Some(app_id))
+                .ok_or_else(|| ErrorPage::bad_request("app_id is not a registered native app of this organization"))?;
+            redirect::check_native(redirect_uri, &app.spec.app_link)
+        }
+        None => redirect::check_centralauth_web(redirect_uri, web_policy(&org)),
+    }
+    .map_err(|e| ErrorPage::bad_request(e.to_string()))?;
+    let issuer = state.issuer(&org);
+    let fail = |error: &str, description: &str| {
+        Ok(Err(error_redirect(
+            redirect_uri,
+            error,
+            description,
+            p.get("state"),
+            &issuer,
+        )))
+    };
+    if p.get("response_type") != Some("code") {
+        return fail("missingFields", "response_type must be code");
+    }
+    let challenge = p.get("code_challenge");
+    match challenge {
+        Some(c) => {
+            if let Err(e) = pkce::check_challenge(c, p.get("code_challenge_method")) {
+                return fail("codeChallengeInvalid", &e.to_string());
+            }
+        }
+        None if app_id.is_some() => return fail("codeChallengeMissing", "native apps must send a S256 code_challenge"),
+        None => {}
+    }
+    Ok(Ok(LoginRequest {
+        org: org_key(&org),
+        client_id: org.client_id().unwrap_or_default().to_string(),
+        protocol: Protocol::CentralAuth,
+        redirect_uri: redirect_uri.to_string(),
+        state: p.get("state").map(String::from),
+        code_challenge: challenge.map(String::from),
+        app_id: app_id.map(String::from),
+        device_id: p.get("device_id").map(String::from),
+        scope: None,
+        nonce: None,
+        csrf_hash: String::new(),
+        embed: p.get("embed") == Some("1"),
+        translations: p.get("translations").map(decode_translations).unwrap_or_default(),
+        email: p.get("email").map(String::from),
+        message: p.get("error_description").map(String::from),
+    }))
+}
+
+/// The organization of a CentralAuth request: its own host, or `client_id` on the base domain.
+pub fn centralauth_org(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_id: Option<&str>,
+) -> Result<Arc<Organization>, ErrorPage> {
+    let unknown = || ErrorPage::bad_request("unknown client_id: no organization of this server has it");
+    match host(headers).and_then(|h| state.site(&h)) {
+        Some(Site::Own(org)) => match client_id {
+            Some(cid) if org.client_id() != Some(cid) => Err(unknown()),
+            _ => Ok(org),
+        },
+        Some(Site::Base) => {
+            let cid = client_id.ok_or_else(|| ErrorPage::bad_request("client_id is missing"))?;
+            state.org_by_client_id(cid).ok_or_else(unknown)
+        }
+        None => Err(ErrorPage {
+            status: StatusCode::NOT_FOUND,
+            message: "this host is not served here".into(),
+        }),
+    }
+}
+
+/// The redirect rules of an organization.
+pub fn web_policy(org: &Organization) -> redirect::WebPolicy<'_> {
+    redirect::WebPolicy {
+        allowed_origins: &org.spec.allowed_origins,
+        redirect_uris: &org.spec.redirect_uris,
+        allow_localhost: org.spec.allow_localhost,
+    }
+}
+
+/// An error redirect (after the redirect URI was validated), with `state` and `iss`.
+pub fn error_redirect(uri: &str, error: &str, description: &str, state: Option<&str>, issuer: &str) -> Response {
+    let mut params = vec![("error", error), ("error_description", description)];
+    if let Some(s) = state {
+        params.push(("state", s));
+    }
+    params.push(("iss", issuer));
+    Redirect::to(&redirect::with_params(uri, &params)).into_response()
+}
+
+fn decode_translations(b64: &str) -> BTreeMap<String, String> {
+    let cleaned = b64.trim_end_matches('=');
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(cleaned)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cleaned))
+        .unwrap_or_default();
+    let parsed: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes).unwrap_or_default();
+    parsed
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_str()?.chars().take(500).collect())))
+        .collect()
+}
+
+/// Finishes at once with a live session, or renders the form.
+pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest, affirm: bool) -> Response {
+    if !affirm
+        && let Some(sid) = cookie(headers, SESSION_COOKIE)
+        && let Ok(Some(session)) =
+            grant::use_session(state.store.as_ref(), &sid, idle(state, &req.org), crate::oauth::now()).await
+        && session.org == req.org
+    {
+        return finish(state, &req, &session, None).await;
+    }
+    let csrf = grant::random_token();
+    req.csrf_hash = hashed(&csrf);
+    let login_id = grant::random_token();
+    if json::put(state.store.as_ref(), &format!("login:{login_id}"), &req, LOGIN_TTL)
+        .await
+        .is_err()
+    {
+        return ErrorPage {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the session store is unavailable; retry later".into(),
+        }
+        .into_response();
+    }
+    let mut resp = form_response(state, &req, &login_id, &csrf, None, StatusCode::OK);
+    set_cookie(
+        &mut resp,
+        &format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Lax{}", secure(state)),
+    );
+    resp
+}
+
+fn secure(state: &AppState) -> &'static str {
+    if state.public.scheme == "https" { "; Secure" } else { "" }
+}
+
+fn set_cookie(resp: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// A cookie of the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn idle(state: &AppState, org: &OrgKey) -> Duration {
+    let secs = state
+        .org_by_key(org)
+        .and_then(|o| o.spec.max_inactivity_seconds)
+        .unwrap_or(7 * 24 * 3600);
+    Duration::from_secs(secs as u64)
+}
+
+/// `POST /login`: the password form.
+pub async fn post_login(State(state): State<AppState>, req: Request) -> Response {
+    let addr = client_addr(&req);
+    let headers = req.headers().clone();
+    let form = match Params::from_request(req).await {
+        Ok(f) => f,
+        Err(e) => return ErrorPage::bad_request(e.to_string()).into_response(),
+    };
+    let (Some(login_id), Some(csrf)) = (form.get("login"), form.get("csrf")) else {
+        return ErrorPage::bad_request("the login form is incomplete; start the login again").into_response();
+    };
+    let store = state.store.as_ref();
+    let key = format!("login:{login_id}");
+    let Ok(Some(login)) = json::get::<LoginRequest>(store, &key).await else {
+        return ErrorPage::bad_request("this login has expired or was already used; start the login again")
+            .into_response();
+    };
+    let cookie_ok = cookie(&headers, CSRF_COOKIE).is_some_and(|c| crate::oauth::ct_eq(c.as_bytes(), csrf.as_bytes()));
+    if !cookie_ok || !crate::oauth::ct_eq(hashed(csrf).as_bytes(), login.csrf_hash.as_bytes()) {
+        return ErrorPage {
+            status: StatusCode::FORBIDDEN,
+            message: "the form's CSRF token does not match this browser; start the login again".into(),
+        }
+        .into_response();
+    }
+    let Some(org) = state.org_by_key(&login.org) else {
+        return ErrorPage::bad_request("the organization no longer exists").into_response();
+    };
+    let email = form.get("email").unwrap_or_default().trim().to_ascii_lowercase();
+    let limits = state.settings.login_limits;
+    if throttle::is_throttled(store, limits, "login", &email, addr)
+        .await
+        .unwrap_or(true)
+    {
+        let msg = "Too many failed attempts. Wait a few minutes and try again.";
+        return form_response(&state, &login, login_id, csrf, Some(msg), StatusCode::TOO_MANY_REQUESTS);
+    }
+    let password = form.get("password").unwrap_or_default();
+    if !check_password(&state, &org, &email, password).await {
+        let _ = throttle::record_failure(store, limits, "login", &email, addr).await;
+        let msg = login
+            .translations
+            .get("loginPagePasswordError")
+            .map(String::as_str)
+            .unwrap_or("The e-mail address or password is wrong.");
+        return form_response(&state, &login, login_id, csrf, Some(msg), StatusCode::UNAUTHORIZED);
+    }
+    let Ok(Some(login)) = json::take::<LoginRequest>(store, &key).await else {
+        return ErrorPage::bad_request("this login was already used; start the login again").into_response();
+    };
+    let now = crate::oauth::now();
+    let max = org.spec.max_session_seconds.unwrap_or(30 * 24 * 3600);
+    let session = Session {
+        id: grant::random_token(),
+        org: login.org.clone(),
+        email,
+        created_at: now,
+        expires_at: now + max,
+        app_id: login.app_id.clone(),
+        device_id: login.device_id.clone(),
+    };
+    if grant::create_session(store, &session, idle(&state, &login.org))
+        .await
+        .is_err()
+    {
+        return ErrorPage::bad_request("the session store is unavailable; retry later").into_response();
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max}{}",
+        session.id,
+        secure(&state)
+    );
+    finish(&state, &login, &session, Some(cookie)).await
+}
+
+async fn check_password(state: &AppState, org: &Organization, email: &str, password: &str) -> bool {
+    let hash = org.spec.login_methods.passwords.as_ref().and_then(|pw| {
+        let ns = org.metadata.namespace.as_deref()?;
+        let data = state.secrets.value(ns, &pw.secret_name, &pw.key)?;
+        String::from_utf8_lossy(&data)
+            .lines()
+            .filter_map(|l| l.trim().split_once(':'))
+            .find(|(e, _)| !e.starts_with('#') && e.trim().eq_ignore_ascii_case(email))
+            .map(|(_, h)| h.trim().to_string())
+    });
+    let hashes = hash.into_iter().collect();
+    !email.is_empty() && state.verifier.verify_any(hashes, password).await.is_some()
+}
+
+/// Issues the code and redirects to the client.
+async fn finish(state: &AppState, login: &LoginRequest, session: &Session, set: Option<String>) -> Response {
+    let Some(org) = state.org_by_key(&login.org) else {
+        return ErrorPage::bad_request("the organization no longer exists").into_response();
+    };
+    let now = crate::oauth::now();
+    let code_grant = CodeGrant {
+        org: login.org.clone(),
+        client_id: login.client_id.clone(),
+        protocol: login.protocol,
+        redirect_uri: login.redirect_uri.clone(),
+        code_challenge: login.code_challenge.clone(),
+        app_id: login.app_id.clone(),
+        session_id: session.id.clone(),
+        email: session.email.clone(),
+        scope: login.scope.clone(),
+        nonce: login.nonce.clone(),
+        auth_time: session.created_at,
+        issued_at: now,
+        family_id: grant::random_token(),
+        jti: grant::random_token(),
+    };
+    let Ok(code) = grant::issue_code(state.store.as_ref(), &code_grant).await else {
+        return ErrorPage::bad_request("the session store is unavailable; retry later").into_response();
+    };
+    let issuer = state.issuer(&org);
+    let mut params = vec![("code", code.as_str())];
+    if let Some(s) = &login.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", &issuer));
+    tracing::info!(org = %login.org.name, protocol = ?login.protocol, "login succeeded; code issued");
+    let mut resp = (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, redirect::with_params(&login.redirect_uri, &params))],
+    )
+        .into_response();
+    if let Some(c) = set {
+        set_cookie(&mut resp, &c);
+    }
+    resp
+}
+
+fn form_response(
+    state: &AppState,
+    login: &LoginRequest,
+    login_id: &str,
+    csrf: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let org = state.org_by_key(&login.org);
+    let t = |key: &str, default: &str| escape(login.translations.get(key).map(String::as_str).unwrap_or(default));
+    let name = org.as_ref().map(|o| o.spec.display_name.clone()).unwrap_or_default();
+    let logo = org
+        .as_ref()
+        .and_then(|o| o.spec.logo_url.clone())
+        .map(|u| format!("<img src=\"{}\" alt=\"\" height=\"48\">", escape(&u)))
+        .unwrap_or_default();
+    let message = error
+        .or(login.message.as_deref())
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"{logo}<h1>{name}</h1><p>{intro}</p>{message}
+<form method="post" action="/login">
+<input type="hidden" name="login" value="{login_id}"><input type="hidden" name="csrf" value="{csrf}">
+<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
+<label for="password">{password_label}</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">{submit}</button>
+</form>"#,
+        name = escape(&name),
+        intro = t("loginPageIntro", "Log in to continue."),
+        email_label = t("emailAddress", "E-mail address"),
+        password_label = t("password", "Password"),
+        submit = t("login", "Log in"),
+        email = escape(login.email.as_deref().unwrap_or_default()),
+    );
+    let ancestors = match (&org, login.embed) {
+        (Some(o), true) => {
+            let list: Vec<&str> = o.spec.allowed_origins.iter().map(String::as_str).collect();
+            if list.is_empty() {
+                "'none'".to_string()
+            } else {
+                list.join(" ")
+            }
+        }
+        _ => "'none'".to_string(),
+    };
+    (status, html_headers(&ancestors), page(&name, &body)).into_response()
+}
+
+/// Security headers of every HTML page; `frame_ancestors` is the CSP source list.
+pub fn html_headers(frame_ancestors: &str) -> [(HeaderName, HeaderValue); 5] {
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https:; base-uri 'none'; frame-ancestors {frame_ancestors}"
+    );
+    let framing = if frame_ancestors == "'none'" {
+        "DENY"
+    } else {
+        "SAMEORIGIN"
+    };
+    [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
+        ),
+        (
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static(if framing == "DENY" { "DENY" } else { "SAMEORIGIN" }),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    ]
+}
+
+/// A whole HTML page.
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem;color:#222}}label{{display:block;margin-top:1rem}}input{{width:100%;padding:.5rem;box-sizing:border-box}}button{{margin-top:1.5rem;width:100%;padding:.6rem;background:#2457d6;color:#fff;border:0;border-radius:4px}}.error{{color:#b00020}}</style>
+</head><body>{body}</body></html>"#,
+        escape(title)
+    )
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn translations_accept_both_base64_alphabets_and_ignore_non_strings() {
+        let json = r#"{"login":"Inloggen","emailAddress":"E-mailadres ?>","x":1}"#;
+        let std = base64::engine::general_purpose::STANDARD.encode(json);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        for encoded in [std, url] {
+            let t = decode_translations(&encoded);
+            assert_eq!(t.get("login").map(String::as_str), Some("Inloggen"));
+            assert!(!t.contains_key("x"));
+        }
+        assert!(decode_translations("not base64!").is_empty());
+        assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
+    }
+}

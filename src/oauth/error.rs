@@ -1,0 +1,126 @@
+//! Errors of both protocols. Each variant maps to an RFC 6749 error (`{error,
+//! error_description}`) or a CentralAuth error (`{errorCode, message}`) and an HTTP status.
+//! Messages say what to fix and never contain codes, tokens or secrets.
+
+use std::borrow::Cow;
+
+/// RFC 6749 / 7009 / 7662 / 6750 errors of the standard endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    /// Malformed request: missing, repeated or misplaced parameters.
+    #[error("{0}")]
+    InvalidRequest(Cow<'static, str>),
+    /// Client authentication failed (unknown client and wrong secret answer the same).
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// The code or refresh token is invalid, expired, replayed, or bound to something else.
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    /// The client may not use this grant.
+    #[error("{0}")]
+    UnauthorizedClient(&'static str),
+    /// Unknown `grant_type`.
+    #[error("grant_type must be authorization_code, refresh_token or client_credentials")]
+    UnsupportedGrantType,
+    /// Unknown `response_type`.
+    #[error("response_type must be code")]
+    UnsupportedResponseType,
+    /// The bearer token is invalid (userinfo).
+    #[error("the access token is invalid, expired or revoked")]
+    InvalidToken,
+    /// Too many failures from this client or address.
+    #[error("too many failed attempts; retry later")]
+    SlowDown,
+    /// Something on the server failed (store or signing keys unavailable).
+    #[error("the server cannot complete the request right now; retry later")]
+    ServerError,
+}
+
+impl OAuthError {
+    /// The `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::UnsupportedResponseType => "unsupported_response_type",
+            OAuthError::InvalidToken => "invalid_token",
+            OAuthError::SlowDown => "slow_down",
+            OAuthError::ServerError => "server_error",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            OAuthError::InvalidClient | OAuthError::InvalidToken => 401,
+            OAuthError::SlowDown => 429,
+            OAuthError::ServerError => 503,
+            _ => 400,
+        }
+    }
+
+    /// A request error with a fixed message.
+    pub fn request(msg: &'static str) -> OAuthError {
+        OAuthError::InvalidRequest(Cow::Borrowed(msg))
+    }
+}
+
+/// CentralAuth error codes (the `errorCode` values the official client knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CaCode {
+    /// A required field is missing or repeated.
+    MissingFields,
+    /// The client is unknown or its secret is wrong.
+    NoPermission,
+    /// Too many failures.
+    TooManyRequests,
+    /// The code or session is unknown, expired, used or ended.
+    SessionInvalid,
+    /// The token does not decrypt or belongs to someone else.
+    TokenInvalid,
+    /// The redirect URI is not allowed or does not match.
+    CallbackUrlInvalid,
+    /// The `domain` parameter is not one of the organization's origins.
+    DomainInvalid,
+    /// A PKCE challenge is required but missing.
+    CodeChallengeMissing,
+    /// PKCE failed.
+    CodeChallengeInvalid,
+    /// Something failed on the server.
+    GenericError,
+}
+
+/// A CentralAuth error answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CaError {
+    /// The error code.
+    pub code: CaCode,
+    /// What to fix.
+    pub message: Cow<'static, str>,
+}
+
+impl CaError {
+    /// An error with a fixed message.
+    pub fn new(code: CaCode, message: &'static str) -> CaError {
+        CaError {
+            code,
+            message: Cow::Borrowed(message),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self.code {
+            CaCode::NoPermission => 401,
+            CaCode::TooManyRequests => 429,
+            CaCode::GenericError => 503,
+            CaCode::SessionInvalid | CaCode::TokenInvalid => 401,
+            _ => 400,
+        }
+    }
+}

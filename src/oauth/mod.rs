@@ -1,0 +1,36 @@
+//! The protocol library: plain functions and types that the HTTP handlers call, each tested
+//! without a server.
+//!
+//! - [`pkce`]: S256 challenges and verifiers (strict, and the CentralAuth UUID quirk).
+//! - [`redirect`]: strict parsing and the redirect URI rules of both protocols.
+//! - [`grant`]: codes, sessions, refresh-token families in the store.
+//! - [`verifier`]: bounded argon2id verification and the cache of client-secret successes.
+//! - [`throttle`]: failure counters per client/account and per address.
+//! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
+//! - [`jwe`]: the CentralAuth access token (`dir` + `A256CBC-HS512`).
+//! - [`keys`]: ES256 signing keys, JWS, JWKS and the rotation plan.
+//! - [`error`]: the error answers of both protocols.
+
+pub mod error;
+pub mod grant;
+pub mod jwe;
+pub mod keys;
+pub mod pkce;
+pub mod redirect;
+pub mod throttle;
+pub mod tokens;
+pub mod verifier;
+
+/// Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Constant-time equality of two byte strings (the length is not secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

@@ -1,0 +1,174 @@
+//! The CentralAuth wire protocol end to end, driven as the official client drives it
+//! (multipart verify with Basic auth and a UUID verifier, text/plain userinfo/logout).
+
+use serde_json::{Value, json};
+
+use crate::oauth_clients::node;
+use crate::oauth_support::{Server, location_param, login};
+use centralauth_operator::oauth::pkce::s256;
+
+const VERIFIER: &str = "0d5c2f7e-6d1b-4c1a-9b1e-2f7d8e9a0b1c";
+
+#[tokio::test]
+async fn centralauth_web_flow_with_userinfo_and_logout() {
+    let server = Server::start("ca-web").await;
+    let mut t = server
+        .tenant("acme", json!({}), &[("ada@example.com", "pw-ada-1")])
+        .await;
+    t.activate_secret(&server, "acme-secret-1").await;
+    let http = server.http(&[]);
+    let callback = "https://app.example.com/cb";
+    let redirect = format!("{callback}?return_to=https%3A%2F%2Fapp.example.com%2Fdash");
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/login", t.origin()),
+        &[
+            ("client_id", t.client_id.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", redirect.as_str()),
+            ("state", "st-1"),
+            ("code_challenge", &s256(VERIFIER)),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    let resp = login(&http, url.as_str(), "ada@example.com", "pw-ada-1").await;
+    assert_eq!(resp.status(), 303);
+    let loc = resp.headers()["location"].to_str().unwrap().to_string();
+    assert!(loc.starts_with(&format!("{redirect}&code=")), "{loc}");
+    assert_eq!(location_param(&resp, "state").as_deref(), Some("st-1"));
+    assert_eq!(location_param(&resp, "iss").as_deref(), Some(t.issuer.as_str()));
+    let code = location_param(&resp, "code").unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("code", code)
+        .text("redirect_uri", callback)
+        .text("code_verifier", VERIFIER);
+    let verify = http
+        .post(format!("{}/api/v1/verify", t.origin()))
+        .basic_auth(&t.client_id, Some(&t.secret))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), 200);
+    assert_eq!(verify.headers()["cache-control"], "no-store");
+    let body: Value = verify.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap();
+    // The official client decrypts both tokens with `jose` and the client secret as the key.
+    let decrypted = node(
+        "jose_decrypt.mjs",
+        &json!({"secret": t.secret, "tokens": [access, body["id_token"]]}),
+    )
+    .await;
+    assert_eq!(
+        decrypted[0]["protectedHeader"],
+        json!({"alg": "dir", "enc": "A256CBC-HS512"})
+    );
+    assert!(decrypted[0]["payload"]["sessionId"].is_string());
+    assert_eq!(decrypted[1]["payload"]["user"]["email"], "ada@example.com");
+    assert_eq!(
+        decrypted[0]["payload"]["sessionId"],
+        decrypted[1]["payload"]["sessionId"]
+    );
+    assert!(body["expires_in"].as_i64().unwrap() > 0);
+    let userinfo = |token: String| {
+        http.post(format!("{}/api/v1/userinfo?domain=https://app.example.com", t.origin()))
+            .basic_auth(&t.client_id, Some(&t.secret))
+            .header("content-type", "text/plain")
+            .body(token)
+            .send()
+    };
+    let user: Value = userinfo(access.to_string()).await.unwrap().json().await.unwrap();
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["organizationId"], t.client_id.as_str());
+    let out = http
+        .post(format!("{}/api/v1/logout", t.origin()))
+        .basic_auth(&t.client_id, Some(&t.secret))
+        .body(access.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let after = userinfo(access.to_string()).await.unwrap();
+    assert_eq!(after.status(), 401);
+    let err: Value = after.json().await.unwrap();
+    assert_eq!(err["errorCode"], "sessionInvalid");
+}
+
+/// A native app: `app_id` + `device_id` at `/login`, the redirect on its App Link, PKCE with
+/// the UUID verifier, no secret at `/api/v1/verify`; its backend (which holds the secret)
+/// decrypts the token with `jose` and asks `/api/v1/userinfo`.
+#[tokio::test]
+async fn centralauth_native_app_flow_without_a_secret() {
+    let server = Server::start("ca-native").await;
+    let mut t = server
+        .tenant("mobi", json!({}), &[("kay@example.com", "pw-kay-1")])
+        .await;
+    t.activate_secret(&server, "mobi-secret-1").await;
+    let (app_id, callback) = t
+        .native_app(&server, "mobi-ios", "https://links.example.com/auth")
+        .await;
+    let http = server.http(&[]);
+    let start = |redirect: &str, challenge: Option<String>| {
+        let mut q = vec![
+            ("client_id", t.client_id.clone()),
+            ("response_type", "code".into()),
+            ("redirect_uri", redirect.to_string()),
+            ("state", "native-state".into()),
+            ("app_id", app_id.clone()),
+            ("device_id", "device-123".into()),
+        ];
+        if let Some(c) = challenge {
+            q.push(("code_challenge", c));
+            q.push(("code_challenge_method", "S256".into()));
+        }
+        reqwest::Url::parse_with_params(&format!("{}/login", t.origin()), &q)
+            .unwrap()
+            .to_string()
+    };
+    // Custom schemes and other origins are refused without a redirect.
+    for bad in [
+        "myapp://auth/callback",
+        "https://evil.example.com/auth/callback",
+        "https://links.example.com/other",
+    ] {
+        let r = http.get(start(bad, Some(s256(VERIFIER)))).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(r.headers().get("location").is_none());
+    }
+    let resp = login(
+        &http,
+        &start(&callback, Some(s256(VERIFIER))),
+        "kay@example.com",
+        "pw-kay-1",
+    )
+    .await;
+    assert_eq!(resp.status(), 303);
+    let code = location_param(&resp, "code").unwrap();
+    let form = reqwest::multipart::Form::new()
+        .text("code", code)
+        .text("redirect_uri", callback.clone())
+        .text("code_verifier", VERIFIER);
+    let verify = http
+        .post(format!("{}/api/v1/verify", t.origin()))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verify.status(), 200);
+    let body: Value = verify.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap();
+    let decrypted = node("jose_decrypt.mjs", &json!({"secret": t.secret, "tokens": [access]})).await;
+    assert!(decrypted[0]["payload"]["sessionId"].is_string());
+    let user: Value = http
+        .post(format!("{}/api/v1/userinfo?domain=https://app.example.com", t.origin()))
+        .basic_auth(&t.client_id, Some(&t.secret))
+        .header("device-id", "device-123")
+        .body(access.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["email"], "kay@example.com");
+}

@@ -1,0 +1,124 @@
+//! Secrets, codes, passwords and tokens never reach the logs: the real binary runs with
+//! `RUST_LOG=debug` through a login, a code exchange, userinfo and client credentials, and its
+//! whole output is searched for every generated value.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::oauth_support::{Server, location_param, login};
+use crate::support;
+
+#[tokio::test]
+async fn no_secret_code_password_or_token_in_the_logs() {
+    // The in-process server only provides the fixtures; the binary serves the requests.
+    let fixtures = Server::start("logs").await;
+    let mut t = fixtures
+        .tenant("logco", json!({}), &[("liz@example.com", "pw-liz-secret-1")])
+        .await;
+    t.activate_secret(&fixtures, "logco-secret").await;
+    let (port, admin) = (support::free_port(), support::free_port());
+    // Logs go to a file (a pipe nobody reads while the test runs would fill and block).
+    let log_path = std::env::temp_dir().join(format!("centralauth-logs-{}-{port}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
+        .args([
+            "run",
+            "--base-domain",
+            "localhost",
+            "--public-scheme",
+            "http",
+            "--namespace",
+            &fixtures.ns,
+        ])
+        .args([
+            "--public-port",
+            &port.to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let base = format!("http://localhost:{port}");
+    let issuer = format!("{base}/o/{}", t.client_id);
+    let ready = support::wait_until(Duration::from_secs(30), || {
+        let (http, issuer, cid, secret) = (http.clone(), issuer.clone(), t.client_id.clone(), t.secret.clone());
+        async move {
+            let r = http
+                .post(format!("{issuer}/oauth2/token"))
+                .basic_auth(cid, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(r.json::<Value>().await.ok()?)
+        }
+    })
+    .await
+    .expect("the binary never served client_credentials");
+    let url = format!(
+        "{base}/login?client_id={}&response_type=code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&state=st",
+        t.client_id
+    );
+    // The binary's watcher of the passwords Secret may still be starting: retry the login.
+    let code = support::wait_until(Duration::from_secs(20), || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let resp = login(&http, &url, "liz@example.com", "pw-liz-secret-1").await;
+            (resp.status() == 303).then(|| location_param(&resp, "code")).flatten()
+        }
+    })
+    .await
+    .expect("the binary never accepted the password");
+    let form = reqwest::multipart::Form::new()
+        .text("code", code.clone())
+        .text("redirect_uri", "https://app.example.com/cb");
+    let verified: Value = http
+        .post(format!("{base}/api/v1/verify"))
+        .basic_auth(&t.client_id, Some(&t.secret))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = verified["access_token"].as_str().expect("a token").to_string();
+    let user = http
+        .post(format!("{base}/api/v1/userinfo"))
+        .basic_auth(&t.client_id, Some(&t.secret))
+        .body(access.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 200);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let output = std::fs::read_to_string(&log_path).unwrap();
+    std::fs::remove_file(&log_path).ok();
+    assert!(
+        output.contains("client authentication") || output.contains("code issued"),
+        "debug logs were written"
+    );
+    for (what, value) in [
+        ("client secret", t.secret.as_str()),
+        ("password", "pw-liz-secret-1"),
+        ("code", code.as_str()),
+        ("CentralAuth token", access.as_str()),
+        ("JWT access token", ready["access_token"].as_str().unwrap()),
+    ] {
+        assert!(!output.contains(value), "the {what} appears in the logs");
+    }
+}

@@ -1,0 +1,351 @@
+//! Test support for the OAuth server: starts the public server in-process against the real
+//! control plane (reflector caches, Secret watchers and signing keys exactly as `run` wires
+//! them, without the controllers), and creates organizations, secrets, users and native apps.
+//!
+//! Until the Organization / ClientSecret / NativeApp controllers land, the tests write what
+//! those controllers would write themselves — a pinned `spec.clientId`, the ClientSecret status
+//! (phase, `secretHash`, `secretName`), the Organization's `status.activeSecret`, the NativeApp
+//! status — through the status subresource with field manager `tests`. Everything of that is
+//! in [`Tenant::activate_secret`] and [`Tenant::native_app`], the two places to switch to the
+//! real controllers after the merge.
+//!
+//! Host names: the base domain is `localhost` (every client resolves it, and `*.localhost` in
+//! Chromium), so shared-domain issuers are `http://localhost:<port>/o/<clientId>`; tests of
+//! own hosts (`<sub>.localhost`) pin the name to 127.0.0.1 in reqwest (`resolve`).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use centralauth_operator::cache::Caches;
+use centralauth_operator::crd::{ClientSecret, NativeApp, Organization};
+use centralauth_operator::http::{AppState, Settings};
+use centralauth_operator::oauth::grant::random_token;
+use centralauth_operator::tenant::PublicBase;
+
+use crate::support;
+
+/// A running public server.
+pub struct Server {
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// Its state (caches, store), for white-box waits.
+    pub state: AppState,
+    /// Kubernetes client.
+    pub client: Client,
+    /// Namespace of the test (also the signing keys' namespace).
+    pub ns: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    /// Starts a server for a fresh namespace named after `test`.
+    pub async fn start(test: &str) -> Server {
+        Server::start_with(test, |_| {}).await
+    }
+
+    /// Starts a server, letting `tweak` change the settings.
+    pub async fn start_with(test: &str, tweak: impl FnOnce(&mut Settings)) -> Server {
+        support::init_crypto();
+        let client = support::client().await;
+        let ns = support::namespace(&client, test).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let public = PublicBase {
+            scheme: "http".into(),
+            base_domain: "localhost".into(),
+            port: Some(port),
+        };
+        let caches = Caches::start(&client);
+        caches.wait_until_ready().await;
+        let mut settings = Settings::new(ns.clone(), 30 * 24 * 3600);
+        tweak(&mut settings);
+        let state = AppState::start(client.clone(), caches, public, settings);
+        let router = centralauth_operator::http::public_router(state.clone());
+        let task = tokio::spawn(async move {
+            centralauth_operator::http::serve(listener, router, std::future::pending())
+                .await
+                .unwrap();
+        });
+        let keys = support::wait_until(Duration::from_secs(20), || async {
+            (!state.keys.get().is_empty()).then_some(())
+        })
+        .await;
+        assert!(keys.is_some(), "the signing keys were never loaded");
+        Server {
+            port,
+            state,
+            client,
+            ns,
+            task,
+        }
+    }
+
+    /// `http://localhost:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// A reqwest client that does not follow redirects and resolves `hosts` to this server.
+    pub fn http(&self, hosts: &[&str]) -> reqwest::Client {
+        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        for h in hosts {
+            b = b.resolve(h, SocketAddr::from(([127, 0, 0, 1], self.port)));
+        }
+        b.build().unwrap()
+    }
+
+    /// Creates an organization with a pinned client ID, a passwords Secret with `users`, and
+    /// `extra` merged into its spec; waits until the server sees it.
+    pub async fn tenant(&self, name: &str, extra: Value, users: &[(&str, &str)]) -> Tenant {
+        let client_id = format!("{name}-{}", &random_token()[..10])
+            .to_lowercase()
+            .replace('_', "x");
+        let users_secret = format!("{name}-users");
+        let lines: String = users
+            .iter()
+            .map(|(e, p)| format!("{e}:{}\n", centralauth_operator::crypto::hash(p.as_bytes()).unwrap()))
+            .collect();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": users_secret}, "stringData": {"users": lines}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+        let mut spec = json!({
+            "displayName": format!("{name} Inc."),
+            "clientId": client_id,
+            "allowedOrigins": ["https://app.example.com"],
+            "redirectUris": ["https://app.example.com/cb"],
+            "loginMethods": {"passwords": {"secretName": users_secret}},
+        });
+        merge(&mut spec, extra);
+        // Subdomains are unique across the cluster, and earlier test runs leave their
+        // namespaces behind: make each one unique.
+        if let Some(sub) = spec.get("subdomain").and_then(Value::as_str) {
+            spec["subdomain"] = json!(format!("{sub}-{}", &client_id[client_id.len() - 6..]).to_lowercase());
+        }
+        let orgs: Api<Organization> = Api::namespaced(self.client.clone(), &self.ns);
+        let org: Organization = serde_json::from_value(json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        orgs.create(&PostParams::default(), &org).await.unwrap();
+        let state = self.state.clone();
+        let (ns, key, cid) = (self.ns.clone(), users_secret.clone(), client_id.clone());
+        let seen = support::wait_until(Duration::from_secs(20), || {
+            let (state, ns, key, cid) = (state.clone(), ns.clone(), key.clone(), cid.clone());
+            async move {
+                let org = state.org_by_client_id(&cid)?;
+                state.secrets.value(&ns, &key, "users")?;
+                Some(org)
+            }
+        })
+        .await
+        .expect("the server never saw the organization and its users");
+        let own = centralauth_operator::tenant::own_host(&seen, &self.state.public);
+        Tenant {
+            name: name.into(),
+            client_id: client_id.clone(),
+            issuer: self.state.issuer(&seen),
+            host: own.unwrap_or_else(|| "localhost".into()),
+            secret: String::new(),
+            port: self.port,
+        }
+    }
+}
+
+fn merge(a: &mut Value, b: Value) {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        for (k, v) in b {
+            a.insert(k, v);
+        }
+    }
+}
+
+/// An organization as the tests use it.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    /// Organization name.
+    pub name: String,
+    /// Its client ID.
+    pub client_id: String,
+    /// Its issuer.
+    pub issuer: String,
+    /// The host its CentralAuth endpoints are reached on.
+    pub host: String,
+    /// The active client secret (after `activate_secret`).
+    pub secret: String,
+    /// Server port.
+    pub port: u16,
+}
+
+impl Tenant {
+    /// `http://<host>:<port>`: where `/login` and `/api/v1/*` are.
+    pub fn origin(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// Generates a 64-character secret, writes its Secret and ClientSecret, and records it
+    /// as the organization's active secret — what the ClientSecret controller does. Waits until
+    /// the server would accept it.
+    pub async fn activate_secret(&mut self, server: &Server, cs_name: &str) {
+        let secret = format!("{}{}", random_token(), random_token())[..64].to_string();
+        let ns = &server.ns;
+        let secrets: Api<Secret> = Api::namespaced(server.client.clone(), ns);
+        let k8s: Secret = serde_json::from_value(json!({
+            "metadata": {"name": cs_name}, "stringData": {"client_secret": secret, "client_id": self.client_id}
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &k8s).await.unwrap();
+        let css: Api<ClientSecret> = Api::namespaced(server.client.clone(), ns);
+        let cs: ClientSecret = serde_json::from_value(json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret",
+            "metadata": {"name": cs_name},
+            "spec": {"organizationRef": {"name": self.name}, "secretName": cs_name, "activation": "Immediate"},
+        }))
+        .unwrap();
+        let cs = css.create(&PostParams::default(), &cs).await.unwrap();
+        let hash = centralauth_operator::crypto::hash(secret.as_bytes()).unwrap();
+        let fingerprint = format!("sha256:{}", centralauth_operator::store::hashed(&secret));
+        let pp = PatchParams::apply("tests").force();
+        let status = json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret", "metadata": {"name": cs_name},
+            "status": {"phase": "Active", "secretHash": hash, "secretName": cs_name, "fingerprint": fingerprint},
+        });
+        css.patch_status(cs_name, &pp, &Patch::Apply(&status)).await.unwrap();
+        let orgs: Api<Organization> = Api::namespaced(server.client.clone(), ns);
+        let status = json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization", "metadata": {"name": self.name},
+            "status": {"activeSecret": {"name": cs_name, "uid": cs.uid(), "fingerprint": fingerprint}},
+        });
+        orgs.patch_status(&self.name, &pp, &Patch::Apply(&status))
+            .await
+            .unwrap();
+        let state = server.state.clone();
+        let (cid, name, ns) = (self.client_id.clone(), cs_name.to_string(), ns.clone());
+        support::wait_until(Duration::from_secs(20), || {
+            let (state, cid, name, ns) = (state.clone(), cid.clone(), name.clone(), ns.clone());
+            async move {
+                let org = state.org_by_client_id(&cid)?;
+                state.secrets.value(&ns, &name, "client_secret")?;
+                let ok = state
+                    .client_secrets_of(&org)
+                    .iter()
+                    .any(|cs| cs.metadata.name.as_deref() == Some(&name) && cs.authenticates_for(&org));
+                ok.then_some(())
+            }
+        })
+        .await
+        .expect("the server never saw the activated secret");
+        self.secret = secret;
+    }
+
+    /// Registers a native app and writes the status its controller would (app ID = bundle
+    /// ID, redirect URI = the app link + `/callback`). Returns (app_id, redirect_uri).
+    pub async fn native_app(&self, server: &Server, name: &str, app_link: &str) -> (String, String) {
+        let app_id = format!("com.example.{}", name.replace('-', ""));
+        let redirect_uri = format!("{app_link}/callback");
+        let apps: Api<NativeApp> = Api::namespaced(server.client.clone(), &server.ns);
+        let app: NativeApp = serde_json::from_value(json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "NativeApp", "metadata": {"name": name},
+            "spec": {"organizationRef": {"name": self.name}, "displayName": name, "platform": "iOS",
+                     "bundleId": app_id, "teamId": "ABCDE12345", "appLink": app_link},
+        }))
+        .unwrap();
+        apps.create(&PostParams::default(), &app).await.unwrap();
+        let status = json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "NativeApp", "metadata": {"name": name},
+            "status": {"appId": app_id, "redirectUri": redirect_uri},
+        });
+        apps.patch_status(name, &PatchParams::apply("tests").force(), &Patch::Apply(&status))
+            .await
+            .unwrap();
+        let state = server.state.clone();
+        let cid = self.client_id.clone();
+        let id = app_id.clone();
+        support::wait_until(Duration::from_secs(20), || {
+            let (state, cid, id) = (state.clone(), cid.clone(), id.clone());
+            async move {
+                let org = state.org_by_client_id(&cid)?;
+                state
+                    .native_apps_of(&org)
+                    .iter()
+                    .any(|a| a.status.as_ref().and_then(|s| s.app_id.as_deref()) == Some(&id))
+                    .then_some(())
+            }
+        })
+        .await
+        .expect("the server never saw the native app");
+        (app_id, redirect_uri)
+    }
+}
+
+/// The value of a hidden form field in an HTML page.
+pub fn hidden(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    Some(html[start..].split('"').next()?.to_string())
+}
+
+/// Scripted login as a browser without JavaScript would do it: GET the authorization URL,
+/// read the form, POST the credentials with the CSRF cookie. Returns the final response.
+pub async fn login(http: &reqwest::Client, authorize_url: &str, email: &str, password: &str) -> reqwest::Response {
+    let page = http.get(authorize_url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the login page did not render for {authorize_url}");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("ca_csrf="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .expect("the login page set no CSRF cookie");
+    let url = reqwest::Url::parse(authorize_url).unwrap();
+    let html = page.text().await.unwrap();
+    let form = [
+        ("login", hidden(&html, "login").unwrap()),
+        ("csrf", hidden(&html, "csrf").unwrap()),
+        ("email", email.to_string()),
+        ("password", password.to_string()),
+    ];
+    let post = format!("{}://{}/login", url.scheme(), url.authority());
+    http.post(post)
+        .header("cookie", cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The query parameters of a `Location` header.
+pub fn location_params(resp: &reqwest::Response) -> Vec<(String, String)> {
+    let loc = resp
+        .headers()
+        .get("location")
+        .expect("no Location header")
+        .to_str()
+        .unwrap();
+    reqwest::Url::parse(loc).unwrap().query_pairs().into_owned().collect()
+}
+
+/// One query parameter of the `Location` header.
+pub fn location_param(resp: &reqwest::Response, name: &str) -> Option<String> {
+    location_params(resp)
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
