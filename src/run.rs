@@ -102,7 +102,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     );
     let mut settings = crate::http::Settings::new(namespace, args.signing_key_rotation_seconds);
     settings.signing_key_secret = args.signing_key_secret.clone();
-    let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings);
+    let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings)
+        .with_metrics(metrics.clone());
     let public_router = metrics.http_layer(crate::http::public_router(state));
     let public = crate::http::serve(public_listener, public_router, wait_for(stop_serving));
     let ((), a, p) = tokio::join!(controllers, admin, public);

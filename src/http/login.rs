@@ -31,6 +31,7 @@ use super::error::ErrorPage;
 use super::form::Params;
 use super::routing::{Site, host, org_key};
 use crate::crd::Organization;
+use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::oauth::grant::{self, CodeGrant, OrgKey, Protocol, Session};
 use crate::oauth::{pkce, redirect, throttle};
 use crate::store::{hashed, json};
@@ -319,6 +320,7 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
     }
     let password = form.get("password").unwrap_or_default();
     if !check_password(&state, &org, &email, password).await {
+        state.metrics.login(LoginMethod::password, LoginOutcome::failure);
         let _ = throttle::record_failure(store, limits, "login", &email, addr).await;
         let msg = login
             .translations
@@ -330,6 +332,7 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
     let Ok(Some(login)) = json::take::<LoginRequest>(store, &key).await else {
         return ErrorPage::bad_request("this login was already used; start the login again").into_response();
     };
+    state.metrics.login(LoginMethod::password, LoginOutcome::success);
     let now = crate::oauth::now();
     let max = org.spec.max_session_seconds.unwrap_or(30 * 24 * 3600);
     let session = Session {

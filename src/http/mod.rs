@@ -102,6 +102,8 @@ pub struct AppState {
     pub secrets: secrets::SecretsView,
     /// Tunables.
     pub settings: Arc<Settings>,
+    /// Metrics (login successes and failures per method).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
@@ -121,7 +123,14 @@ impl AppState {
             keys,
             verifier: Arc::new(SecretVerifier::new(settings.max_parallel_verifications)),
             settings: Arc::new(settings),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// The same state, reporting into `metrics` (the registry the admin listener serves).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> AppState {
+        self.metrics = metrics;
+        self
     }
 }
 

@@ -31,10 +31,17 @@ async fn centralauth_web_flow_with_userinfo_and_logout() {
         ],
     )
     .unwrap();
+    let wrong = login(&http, url.as_str(), "ada@example.com", "not-her-password").await;
+    assert_eq!(wrong.status(), 401);
     let resp = login(&http, url.as_str(), "ada@example.com", "pw-ada-1").await;
     assert_eq!(resp.status(), 303);
     let loc = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(loc.starts_with(&format!("{redirect}&code=")), "{loc}");
+    let metrics = server.state.metrics.render();
+    for outcome in ["failure", "success"] {
+        let line = format!("centralauth_logins_total{{method=\"password\",outcome=\"{outcome}\"}} 1");
+        assert!(metrics.contains(&line), "no `{line}` in:\n{metrics}");
+    }
     assert_eq!(location_param(&resp, "state").as_deref(), Some("st-1"));
     assert_eq!(location_param(&resp, "iss").as_deref(), Some(t.issuer.as_str()));
     let code = location_param(&resp, "code").unwrap();
