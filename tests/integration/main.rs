@@ -5,4 +5,5 @@
 mod support;
 
 mod binary;
+mod client_secret;
 mod crds;
