@@ -31,10 +31,17 @@ use crate::support;
 /// Base domain the tests' operator serves.
 pub const BASE_DOMAIN: &str = "auth.test";
 
+/// Held shared by every in-process controller test and exclusively by the crash test, whose
+/// operator subprocess reconciles every namespace: the in-process tests then see only their own
+/// controller at work. (They would pass anyway — two controllers on one namespace keep the
+/// invariants, see the racing test — but their event and log checks stay about their own.)
+pub static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// A test namespace, its clients, an in-process controller and the captured log output.
 pub struct Harness {
     pub client: Client,
     pub ns: String,
+    _shared: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
     logs: Arc<Mutex<Vec<u8>>>,
     _log_guard: tracing::subscriber::DefaultGuard,
     controller: Option<tokio::task::JoinHandle<()>>,
@@ -64,6 +71,15 @@ impl Harness {
     /// A fresh namespace, controller not started. Logs of this thread (the test's current-thread
     /// runtime, where the controller runs) are captured from now on.
     pub async fn without_controller(test: &str) -> Harness {
+        Harness::new(test, Some(EXCLUSIVE.read().await)).await
+    }
+
+    /// A fresh namespace for a test that holds [`EXCLUSIVE`] itself.
+    pub async fn exclusive(test: &str) -> Harness {
+        Harness::new(test, None).await
+    }
+
+    async fn new(test: &str, shared: Option<tokio::sync::RwLockReadGuard<'static, ()>>) -> Harness {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let writer = SharedBuf(logs.clone());
         let subscriber = tracing_subscriber::fmt()
@@ -77,6 +93,7 @@ impl Harness {
         Harness {
             client,
             ns,
+            _shared: shared,
             logs,
             _log_guard: guard,
             controller: None,
@@ -246,8 +263,8 @@ impl Harness {
             }
         }
         assert!(
-            self.logs().contains("generated a client secret"),
-            "the log capture saw nothing"
+            self.logs().contains(&self.ns),
+            "the log capture saw nothing of this namespace"
         );
     }
 }
@@ -388,7 +405,7 @@ impl Drop for Invariants {
 }
 
 /// The resourceVersion to watch `api` from: now.
-async fn current_rv<K>(api: &Api<K>) -> String
+pub async fn current_rv<K>(api: &Api<K>) -> String
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -397,7 +414,7 @@ where
 }
 
 /// Follows every change of `api` from `rv` on, in the API server's order, forever.
-async fn follow<K>(api: Api<K>, mut rv: String, mut on_event: impl FnMut(&str, K))
+pub async fn follow<K>(api: Api<K>, mut rv: String, mut on_event: impl FnMut(&str, K))
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
@@ -967,6 +984,50 @@ async fn lost_state_is_recovered_and_never_mints_a_second_secret() {
 
     h.assert_no_plaintext(&[planted_value, active_secret, newer_secret], None)
         .await;
+}
+
+#[tokio::test]
+async fn an_activation_interrupted_after_the_record_switched_is_completed() {
+    // The narrowest crash window: the record already names the new secret, its status is still
+    // Pending and the previous one's status still says Active. Set that state up by hand.
+    let mut h = Harness::start("cs-interrupted").await;
+    let inv = Invariants::watch(&h.client, &h.ns, &[]).await;
+    h.create_org("acme", Some("acme-client-0010"), "0s", Some("acme-credentials"))
+        .await;
+    h.create_cs("old", "acme", "Immediate", json!({})).await;
+    h.wait_phase("old", ClientSecretPhase::Active, 30).await;
+    h.create_cs("new", "acme", "Manual", json!({})).await;
+    let new = h.wait_reason("new", "WaitingForActivation").await;
+    h.stop_controller();
+    let org = h.orgs().get("acme").await.unwrap();
+    let record = json!({
+        "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization",
+        "metadata": {"name": "acme", "resourceVersion": org.resource_version()},
+        "status": {"activeSecret": {"name": "new", "uid": new.uid(), "fingerprint": fp(&new)}}
+    });
+    let params = PatchParams::apply(centralauth_operator::crd::ACTIVATION_MANAGER).force();
+    h.orgs()
+        .patch_status("acme", &params, &Patch::Apply(record))
+        .await
+        .unwrap();
+    assert_eq!(
+        phase(&h.client_secrets().get("old").await.unwrap()),
+        Some(ClientSecretPhase::Active)
+    );
+    h.start_controller();
+    h.wait_phase("new", ClientSecretPhase::Active, 30).await;
+    h.wait_phase("old", ClientSecretPhase::Revoked, 30).await;
+    let creds = h.secrets().get("acme-credentials").await.unwrap();
+    assert_eq!(
+        data(&creds, FINGERPRINT_KEY),
+        fp(&new),
+        "the credentials Secret follows the completed activation"
+    );
+    assert_eq!(
+        active_name(&h.orgs().get("acme").await.unwrap()).as_deref(),
+        Some("new")
+    );
+    inv.assert_clean();
 }
 
 async fn wipe_status(api: &Api<ClientSecret>, name: &str) {

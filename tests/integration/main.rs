@@ -6,4 +6,6 @@ mod support;
 
 mod binary;
 mod client_secret;
+mod client_secret_crash;
+mod client_secret_rollout;
 mod crds;

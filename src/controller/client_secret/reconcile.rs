@@ -99,6 +99,9 @@ pub async fn apply(cs: &ClientSecret, state: &State) -> Result<Action, Error> {
     let Some(org) = organizations(state, cs).get_opt(&org_name).await? else {
         return org_not_found(state, cs).await;
     };
+    if settled_revoked(cs, &org) {
+        return Ok(Action::await_change());
+    }
     let generated = match obtain(state, cs, &org).await? {
         Obtained::Ready(g) => *g,
         Obtained::Blocked(cond, action) => return blocked(state, cs, cond, action).await,
@@ -122,6 +125,19 @@ pub async fn apply(cs: &ClientSecret, state: &State) -> Result<Action, Error> {
         }
         Stepped::Done(action) => Ok(action),
     }
+}
+
+/// Nothing can happen to a secret that is Revoked (terminal; its marker was written before its
+/// status said so), fully described for its generation and not named by the record: a restart
+/// goes over such secrets with one read each.
+fn settled_revoked(cs: &ClientSecret, org: &Organization) -> bool {
+    let Some(status) = &cs.status else { return false };
+    status.phase == Some(ClientSecretPhase::Revoked)
+        && status.fingerprint.is_some()
+        && status.secret_hash.is_some()
+        && status.revoked_at.is_some()
+        && status.observed_generation == cs.metadata.generation
+        && named(org, cs) != Named::Me
 }
 
 async fn org_not_found(state: &State, cs: &ClientSecret) -> Result<Action, Error> {
