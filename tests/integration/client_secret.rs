@@ -595,6 +595,18 @@ async fn immediate_secret_is_generated_delivered_activated_and_replaced() {
     assert_eq!(creds.owner_references()[0].uid, org.uid().unwrap());
     h.wait_event("first", "Generated").await;
     h.wait_event("first", "Activated").await;
+    // A deleted credentials Secret comes back, with the active secret.
+    h.secrets()
+        .delete("acme-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    let back = support::wait_until(Duration::from_secs(30), || async {
+        let s = h.secrets().get_opt("acme-credentials").await.ok()??;
+        (s.uid() != creds.uid()).then_some(s)
+    })
+    .await
+    .expect("the credentials Secret was not recreated");
+    assert_eq!(data(&back, CLIENT_SECRET_KEY), first_secret);
 
     // A second Immediate secret replaces it; grace 0s revokes the first at once.
     h.create_cs("second", "acme", "Immediate", json!({"secretName": "acme-second"}))

@@ -52,8 +52,8 @@
 //! left to garbage collection), and deleting the active secret clears the record and sets the
 //! Organization condition `ActiveSecret=False`, reason `NoActiveSecret`.
 //!
-//! Watches (no polling): the ClientSecrets, their Secrets (metadata only, by label), the
-//! Organizations (mapped to their ClientSecrets) and the Deployments, StatefulSets and
+//! Watches (no polling): the ClientSecrets, their Secrets and the credentials Secrets (metadata
+//! only, by label), the Organizations (mapped to their ClientSecrets) and the Deployments, StatefulSets and
 //! DaemonSets (mapped to the ClientSecrets listing them and to the Retiring secrets of those
 //! organizations). A Retiring secret is requeued exactly at the end of its grace period.
 
@@ -178,8 +178,14 @@ pub async fn run_in(ctx: Arc<Context>, namespace: Option<String>) {
     let store = controller.store();
     let secrets_cfg =
         watcher::Config::default().labels(&format!("{}={}", secret::MANAGED_BY_LABEL, secret::MANAGED_BY));
+    let credentials_cfg = watcher::Config::default().labels(&format!("{}=true", credentials::CREDENTIALS_LABEL));
     let controller = controller
         .owns(api::<PartialObjectMeta<Secret>>(&client, ns), secrets_cfg)
+        .watches(
+            api::<PartialObjectMeta<Secret>>(&client, ns),
+            credentials_cfg,
+            credentials_mapper(store.clone()),
+        )
         .watches(
             api::<Organization>(&client, ns),
             watcher::Config::default(),
@@ -249,6 +255,23 @@ fn org_mapper(store: Store<ClientSecret>) -> impl Fn(Organization) -> Vec<Object
                 cs.namespace() == org.namespace() && Some(&cs.spec.organization_ref.name) == org.metadata.name.as_ref()
             })
             .filter(|cs| changed || cs.phase() != ClientSecretPhase::Pending || cs.metadata.name == named)
+            .map(|cs| ObjectRef::from_obj(&*cs))
+            .collect()
+    }
+}
+
+/// A change of a credentials Secret (say, its deletion) wakes the organization's Active secret,
+/// which puts it back.
+fn credentials_mapper(
+    store: Store<ClientSecret>,
+) -> impl Fn(PartialObjectMeta<Secret>) -> Vec<ObjectRef<ClientSecret>> + Send + Sync {
+    move |secret| {
+        let org = secret.labels().get(secret::ORGANIZATION_LABEL).cloned();
+        store
+            .state()
+            .into_iter()
+            .filter(|cs| cs.namespace() == secret.namespace() && Some(&cs.spec.organization_ref.name) == org.as_ref())
+            .filter(|cs| cs.phase() == ClientSecretPhase::Active)
             .map(|cs| ObjectRef::from_obj(&*cs))
             .collect()
     }

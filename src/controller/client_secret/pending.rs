@@ -37,6 +37,20 @@ pub async fn step(
     }
 }
 
+/// Whether the Pending secret's mode may activate it (or stamp for it) now; when it may not, its
+/// step only writes its own status.
+pub fn may_activate(cs: &ClientSecret, generated: &Generated) -> bool {
+    if generated.problem.is_some() {
+        return false;
+    }
+    match cs.spec.activation {
+        ActivationMode::Immediate | ActivationMode::OnRollout => true,
+        ActivationMode::Manual => {
+            cs.annotations().get(ACTIVATE_ANNOTATION).map(|v| v.trim()) == Some(generated.fingerprint.as_str())
+        }
+    }
+}
+
 /// Stay Pending with this `Activated` condition.
 fn wait(generated: &Generated, activated: Cond) -> Stepped {
     Stepped::Write(

@@ -106,6 +106,13 @@ pub async fn apply(cs: &ClientSecret, state: &State) -> Result<Action, Error> {
         Obtained::Ready(g) => *g,
         Obtained::Blocked(cond, action) => return blocked(state, cs, cond, action).await,
     };
+    let generated = Generated {
+        markers: activate::status_markers(cs).or(&generated.markers),
+        ..generated
+    };
+    if !needs_lock(cs, &org, &generated) {
+        return execute(state, cs, &org, &generated).await;
+    }
     let ns = cs.namespace().unwrap_or_default();
     let _guard = state.locks.lock(&ns, &org_name).await;
     let Some(cs) = client_secrets(state, cs).get_opt(&cs.name_any()).await? else {
@@ -118,12 +125,41 @@ pub async fn apply(cs: &ClientSecret, state: &State) -> Result<Action, Error> {
         markers: activate::status_markers(&cs).or(&generated.markers),
         ..generated
     };
-    match take_step(state, &cs, &org, &generated).await? {
+    execute(state, &cs, &org, &generated).await
+}
+
+/// Takes the next step and writes the status it decided.
+async fn execute(state: &State, cs: &ClientSecret, org: &Organization, generated: &Generated) -> Result<Action, Error> {
+    match take_step(state, cs, org, generated).await? {
         Stepped::Write(verdict, action) => {
-            status::write(state, &cs, &generated.facts(), &verdict).await?;
+            status::write(state, cs, &generated.facts(), &verdict).await?;
             Ok(action)
         }
         Stepped::Done(action) => Ok(action),
+    }
+}
+
+/// Whether the next step may touch the activation record or another ClientSecret: then it runs
+/// under the organization's lock, on fresh reads. Steps that only write this ClientSecret's own
+/// status and its Secret's markers (waiting, settling, retiring on schedule) run without — their
+/// writes are conditional on the version read anyway — so a reconcile that finds nothing to do
+/// costs two reads.
+fn needs_lock(cs: &ClientSecret, org: &Organization, generated: &Generated) -> bool {
+    let facts = facts(cs, org, generated);
+    let named_me = facts.named == Named::Me;
+    match lifecycle::decide(&facts) {
+        Step::SettleRevoked | Step::RevokeOrgReplaced | Step::Retire => named_me,
+        Step::CompleteActivation | Step::Reclaim | Step::Resign => true,
+        Step::Pending => pending::may_activate(cs, generated),
+    }
+}
+
+fn facts(cs: &ClientSecret, org: &Organization, generated: &Generated) -> Facts {
+    Facts {
+        status_phase: cs.status.as_ref().and_then(|s| s.phase),
+        markers: generated.markers.clone(),
+        named: named(org, cs),
+        org_replaced: generated.org_uid.is_some() && generated.org_uid != org.uid(),
     }
 }
 
@@ -257,7 +293,16 @@ async fn mint(
     }))
 }
 
+/// Hashes on the blocking pool, at most one hash per CPU at a time: each argon2id run takes
+/// 19 MiB and tens of milliseconds of CPU, and a burst of new ClientSecrets must not starve the
+/// rest of the process (nor take gigabytes of memory).
 async fn hash(plaintext: Plaintext) -> Result<String, Error> {
+    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = HASHING.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cpus)
+    });
+    let _permit = permits.acquire().await.expect("the hashing semaphore is never closed");
     let phc = tokio::task::spawn_blocking(move || crate::crypto::hash(plaintext.expose().as_bytes())).await??;
     Ok(phc)
 }
@@ -349,13 +394,7 @@ async fn take_step(
     org: &Organization,
     generated: &Generated,
 ) -> Result<Stepped, Error> {
-    let facts = Facts {
-        status_phase: cs.status.as_ref().and_then(|s| s.phase),
-        markers: generated.markers.clone(),
-        named: named(org, cs),
-        org_replaced: generated.org_uid.is_some() && generated.org_uid != org.uid(),
-    };
-    let step = lifecycle::decide(&facts);
+    let step = lifecycle::decide(&facts(cs, org, generated));
     tracing::debug!(?step, "lifecycle step");
     match step {
         Step::SettleRevoked => settle_revoked(state, cs, org, generated).await,
