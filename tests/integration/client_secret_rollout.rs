@@ -409,3 +409,60 @@ async fn on_rollout_without_stamping_waits_for_the_pipeline_and_for_every_worklo
     inv.assert_clean();
     h.assert_no_plaintext(&inv.secret_values(), None).await;
 }
+
+#[tokio::test]
+async fn two_stamping_rotations_at_once_take_turns_instead_of_fighting() {
+    let h = Harness::start("cs-rollout-two").await;
+    let inv = Invariants::watch(&h.client, &h.ns, &[]).await;
+    let (history, _tasks) = record(&h.client, &h.ns).await;
+    h.create_org("shop", Some("shop-client-0003"), "0s", Some("shop-credentials"))
+        .await;
+    h.create_cs("v1", "shop", "Immediate", json!({})).await;
+    h.wait_phase("v1", ClientSecretPhase::Active, 30).await;
+    create_deployment(&h.client, &h.ns, "web", 2, "shop-credentials").await;
+    wait_complete(&history, "Deployment/web").await;
+    let rollout = json!({"rollout": {"stamp": true, "workloads": [{"kind": "Deployment", "name": "web"}]}});
+    let (a, b) = futures::join!(
+        h.create_cs("v2a", "shop", "OnRollout", rollout.clone()),
+        h.create_cs("v2b", "shop", "OnRollout", rollout.clone())
+    );
+    let _ = (a, b);
+    // Both end up activated in turn: the later one Active, the earlier Revoked after its rollout.
+    let api = h.client_secrets();
+    let settled = support::wait_until(Duration::from_secs(120), || async {
+        let (x, y) = (api.get("v2a").await.ok()?, api.get("v2b").await.ok()?);
+        let phases = [phase(&x), phase(&y)];
+        let one_active = phases.contains(&Some(ClientSecretPhase::Active));
+        let one_revoked = phases.contains(&Some(ClientSecretPhase::Revoked));
+        let v1_revoked = phase(&api.get("v1").await.ok()?) == Some(ClientSecretPhase::Revoked);
+        (one_active && one_revoked && v1_revoked).then_some((x, y))
+    })
+    .await
+    .expect("the two rotations did not both complete");
+    let winner = if phase(&settled.0) == Some(ClientSecretPhase::Active) {
+        &settled.0
+    } else {
+        &settled.1
+    };
+    // Each stamped once: the template's fingerprint changed exactly twice, ending on the winner.
+    let stamps: Vec<Option<String>> = history
+        .sorted()
+        .into_iter()
+        .filter(|e| e.what == "Deployment/web")
+        .map(|e| e.value)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] != w[1])
+        .map(|w| w[1].clone())
+        .collect();
+    assert_eq!(
+        stamps.len(),
+        2,
+        "the template was stamped {} times: {stamps:?}",
+        stamps.len()
+    );
+    assert_eq!(stamps[1].as_deref(), Some(fp(winner).as_str()));
+    let creds = h.secrets().get("shop-credentials").await.unwrap();
+    assert_eq!(data(&creds, FINGERPRINT_KEY), fp(winner));
+    inv.assert_clean();
+}

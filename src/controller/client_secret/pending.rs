@@ -161,6 +161,25 @@ async fn on_rollout(
     stamp_then_activate(state, cs, org, generated, &unstamped).await
 }
 
+/// Fingerprints of the other Pending `OnRollout` secrets of the same organization: a workload
+/// carrying one of them is in the middle of that secret's rollout. (A fingerprint of an active,
+/// retired or revoked secret on a template is just history and is stamped over.)
+fn pending_rollout_fingerprints(state: &State, cs: &ClientSecret) -> Vec<String> {
+    state
+        .store
+        .state()
+        .into_iter()
+        .filter(|o| {
+            o.namespace() == cs.namespace()
+                && o.spec.organization_ref == cs.spec.organization_ref
+                && o.metadata.uid != cs.metadata.uid
+                && o.spec.activation == ActivationMode::OnRollout
+                && o.phase() == ClientSecretPhase::Pending
+        })
+        .filter_map(|o| o.status.as_ref().and_then(|s| s.fingerprint.clone()))
+        .collect()
+}
+
 fn list(workloads: &[&Observed]) -> String {
     workloads
         .iter()
@@ -177,13 +196,13 @@ async fn stamp_then_activate(
     generated: &Generated,
     unstamped: &[&Observed],
 ) -> Result<Stepped, Error> {
-    let active_fp = org.active_secret().map(|a| a.fingerprint.as_str());
+    let pending = pending_rollout_fingerprints(state, cs);
     let contested: Vec<&Observed> = unstamped
         .iter()
         .copied()
         .filter(|o| {
-            let carried = o.state.as_ref().and_then(|s| s.fingerprint.as_deref());
-            carried.is_some() && carried != active_fp
+            let carried = o.state.as_ref().and_then(|s| s.fingerprint.as_ref());
+            carried.is_some_and(|f| pending.contains(f))
         })
         .collect();
     if !contested.is_empty() {
