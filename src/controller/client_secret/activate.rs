@@ -255,17 +255,9 @@ pub fn credentials_ready(org: &Organization, outcome: &Outcome) -> Option<Cond> 
 
 /// Other secrets of the same organization whose status (in the cache) still says Active.
 fn still_active_others(state: &State, cs: &ClientSecret) -> Vec<std::sync::Arc<ClientSecret>> {
-    state
-        .store
-        .state()
-        .into_iter()
-        .filter(|o| {
-            o.namespace() == cs.namespace()
-                && o.spec.organization_ref == cs.spec.organization_ref
-                && o.metadata.uid != cs.metadata.uid
-                && o.phase() == ClientSecretPhase::Active
-        })
-        .collect()
+    let mut others = state.siblings(cs);
+    others.retain(|o| o.phase() == ClientSecretPhase::Active);
+    others
 }
 
 /// Demotes the ClientSecret `name` (if it still exists with `uid` and is not demoted yet),
@@ -327,7 +319,10 @@ pub async fn demote(
         ),
         Demotion::Retire => (
             ClientSecretPhase::Retiring,
-            retiring_message(successor, retired_at, grace, successor_on_rollout),
+            format!(
+                "replaced by ClientSecret {successor}; {}",
+                retiring_message(retired_at, grace, Some(successor).filter(|_| successor_on_rollout))
+            ),
         ),
     };
     let verdict = Verdict {
@@ -347,20 +342,14 @@ pub async fn demote(
     Ok(())
 }
 
-/// The Activated message of a Retiring secret.
-pub fn retiring_message(
-    successor: &str,
-    retired_at: Timestamp,
-    grace: std::time::Duration,
-    waits_for_rollout: bool,
-) -> String {
+/// The Activated message of a Retiring secret: since when, until when, and — when the active
+/// secret was activated by a rollout — whose workloads it waits for.
+pub fn retiring_message(retired_at: Timestamp, grace: std::time::Duration, rollout_of: Option<&str>) -> String {
     let until = lifecycle::deadline(retired_at, grace);
-    let rollout = if waits_for_rollout {
-        format!(" and until the workloads of ClientSecret {successor} finished rolling out")
-    } else {
-        String::new()
-    };
-    format!("replaced by ClientSecret {successor} at {retired_at}; still accepted until {until}{rollout}")
+    let rollout = rollout_of
+        .map(|name| format!(" and until the workloads of the active ClientSecret {name} finished rolling out"))
+        .unwrap_or_default();
+    format!("retiring since {retired_at}; still accepted until {until}{rollout}")
 }
 
 /// The markers of another ClientSecret: its status timestamps, else its Secret's annotations.

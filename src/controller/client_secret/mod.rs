@@ -164,6 +164,21 @@ pub(crate) struct State {
     locks: OrgLocks,
 }
 
+impl State {
+    /// The other ClientSecrets of the same organization, as cached.
+    fn siblings(&self, cs: &ClientSecret) -> Vec<Arc<ClientSecret>> {
+        self.store
+            .state()
+            .into_iter()
+            .filter(|o| {
+                o.namespace() == cs.namespace()
+                    && o.spec.organization_ref == cs.spec.organization_ref
+                    && o.metadata.uid != cs.metadata.uid
+            })
+            .collect()
+    }
+}
+
 /// Runs this controller over every namespace until the future is dropped.
 pub async fn run(ctx: Arc<Context>) {
     run_in(ctx, None).await;

@@ -166,16 +166,9 @@ async fn on_rollout(
 /// retired or revoked secret on a template is just history and is stamped over.)
 fn pending_rollout_fingerprints(state: &State, cs: &ClientSecret) -> Vec<String> {
     state
-        .store
-        .state()
+        .siblings(cs)
         .into_iter()
-        .filter(|o| {
-            o.namespace() == cs.namespace()
-                && o.spec.organization_ref == cs.spec.organization_ref
-                && o.metadata.uid != cs.metadata.uid
-                && o.spec.activation == ActivationMode::OnRollout
-                && o.phase() == ClientSecretPhase::Pending
-        })
+        .filter(|o| o.spec.activation == ActivationMode::OnRollout && o.phase() == ClientSecretPhase::Pending)
         .filter_map(|o| o.status.as_ref().and_then(|s| s.fingerprint.clone()))
         .collect()
 }

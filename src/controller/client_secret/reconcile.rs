@@ -491,15 +491,13 @@ async fn retire(state: &State, cs: &ClientSecret, org: &Organization, generated:
     let successor = Successor::of(state, org).await?;
     let rollouts = successor.rollouts.clone();
     let retirement = lifecycle::retirement(retired_at, grace, now, rollouts.is_ok());
-    let message = activate::retiring_message(&successor.name, retired_at, grace, successor.on_rollout);
+    let rollout_of = successor.name.as_deref().filter(|_| successor.on_rollout);
+    let message = activate::retiring_message(retired_at, grace, rollout_of);
     let (message, action) = match retirement {
         Retirement::Due => {
             let cond = Cond::no(
                 "Revoked",
-                format!(
-                    "replaced by ClientSecret {} at {retired_at}; revoked at {now} after its grace period and the rollout",
-                    successor.name
-                ),
+                format!("retiring since {retired_at}; revoked at {now}, after its grace period and the rollout"),
             );
             return revoke(state, cs, org, generated, cond).await;
         }
@@ -531,7 +529,8 @@ async fn retire(state: &State, cs: &ClientSecret, org: &Organization, generated:
 
 /// The secret the record names now, and whether its workloads finished rolling out.
 struct Successor {
-    name: String,
+    /// `None` when the record names nobody.
+    name: Option<String>,
     on_rollout: bool,
     rollouts: Result<(), String>,
 }
@@ -540,7 +539,7 @@ impl Successor {
     async fn of(state: &State, org: &Organization) -> Result<Successor, Error> {
         let Some(active) = org.active_secret() else {
             return Ok(Successor {
-                name: "(none active now)".into(),
+                name: None,
                 on_rollout: false,
                 rollouts: Ok(()),
             });
@@ -561,7 +560,7 @@ impl Successor {
             None => Ok(()),
         };
         Ok(Successor {
-            name: active.name.clone(),
+            name: Some(active.name.clone()),
             on_rollout: workloads.is_some(),
             rollouts,
         })
@@ -571,7 +570,8 @@ impl Successor {
 /// This secret was Active and the record names another one now.
 async fn resign(state: &State, cs: &ClientSecret, org: &Organization) -> Result<Stepped, Error> {
     let successor = Successor::of(state, org).await?;
-    activate::demote(state, cs, org, &successor.name, successor.on_rollout).await?;
+    let name = successor.name.as_deref().unwrap_or("(none)");
+    activate::demote(state, cs, org, name, successor.on_rollout).await?;
     Ok(Stepped::Done(Action::await_change()))
 }
 
