@@ -115,7 +115,9 @@ pub async fn apply(cs: &ClientSecret, state: &State) -> Result<Action, Error> {
     }
     let ns = cs.namespace().unwrap_or_default();
     let _guard = state.locks.lock(&ns, &org_name).await;
-    let Some(cs) = client_secrets(state, cs).get_opt(&cs.name_any()).await? else {
+    let fresh = client_secrets(state, cs).get_opt(&cs.name_any()).await?;
+    // Gone, or deleted and recreated under the same name meanwhile: its own events follow.
+    let Some(cs) = fresh.filter(|f| f.metadata.uid == cs.metadata.uid) else {
         return Ok(Action::await_change());
     };
     let Some(org) = organizations(state, &cs).get_opt(&org_name).await? else {
