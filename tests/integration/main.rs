@@ -6,6 +6,9 @@ mod support;
 
 mod binary;
 mod chart;
+mod client_secret;
+mod client_secret_crash;
+mod client_secret_rollout;
 mod crds;
 mod leader;
 mod metrics;

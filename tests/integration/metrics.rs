@@ -66,6 +66,16 @@ async fn metrics_are_prometheus_text_and_move_as_things_happen() {
         .into(),
     });
     operator.wait_ready().await;
+    // Ready means the caches are synced; the lease may take a moment longer.
+    let leading = support::wait_until(Duration::from_secs(20), || async {
+        (operator.is_leader().await == Some(true)).then_some(())
+    })
+    .await;
+    assert!(
+        leading.is_some(),
+        "the only replica never took the lease:\n{}",
+        operator.logs()
+    );
 
     // Families appear once they have a sample (reconciles and logins need the controllers and
     // the login handlers; the unit tests in src/metrics.rs cover their encoding).

@@ -31,6 +31,9 @@ async fn no_secret_code_password_or_token_in_the_logs() {
             "http",
             "--namespace",
             &fixtures.ns,
+            "--watch-namespace",
+            &fixtures.ns,
+            "--leader-elect=false",
         ])
         .args([
             "--public-port",

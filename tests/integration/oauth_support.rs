@@ -1,13 +1,10 @@
 //! Test support for the OAuth server: starts the public server in-process against the real
 //! control plane (reflector caches, Secret watchers and signing keys exactly as `run` wires
-//! them, without the controllers), and creates organizations, secrets, users and native apps.
-//!
-//! Until the Organization / ClientSecret / NativeApp controllers land, the tests write what
-//! those controllers would write themselves — a pinned `spec.clientId`, the ClientSecret status
-//! (phase, `secretHash`, `secretName`), the Organization's `status.activeSecret`, the NativeApp
-//! status — through the status subresource with field manager `tests`. Everything of that is
-//! in [`Tenant::activate_secret`] and [`Tenant::native_app`], the two places to switch to the
-//! real controllers after the merge.
+//! them) together with the real controllers, restricted to the test's namespace, and creates
+//! organizations, secrets, users and native apps. Client secrets are minted and activated by
+//! the ClientSecret controller and read back from the Kubernetes Secret it writes, as an app
+//! would; native apps get their `appId` and `redirectUri` from the NativeApp controller.
+//! Organizations pin `spec.clientId` so tests know it before the controller runs.
 //!
 //! Host names: the base domain is `localhost` (every client resolves it, and `*.localhost` in
 //! Chromium), so shared-domain issuers are `http://localhost:<port>/o/<clientId>`; tests of
@@ -19,14 +16,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use std::sync::Arc;
+
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 
 use centralauth_operator::cache::Caches;
-use centralauth_operator::crd::{ClientSecret, NativeApp, Organization};
+use centralauth_operator::controller::{self, Context};
+use centralauth_operator::crd::{ClientSecret, ClientSecretPhase, NativeApp, Organization};
 use centralauth_operator::http::{AppState, Settings};
 use centralauth_operator::oauth::grant::random_token;
+use centralauth_operator::scope::Scope;
 use centralauth_operator::tenant::PublicBase;
 
 use crate::support;
@@ -42,11 +44,13 @@ pub struct Server {
     /// Namespace of the test (also the signing keys' namespace).
     pub ns: String,
     task: tokio::task::JoinHandle<()>,
+    controllers: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
+        self.controllers.abort();
     }
 }
 
@@ -72,7 +76,14 @@ impl Server {
         caches.wait_until_ready().await;
         let mut settings = Settings::new(ns.clone(), 30 * 24 * 3600);
         tweak(&mut settings);
-        let state = AppState::start(client.clone(), caches, public, settings);
+        let state = AppState::start(client.clone(), caches, public.clone(), settings);
+        let reporter = Reporter {
+            controller: "centralauth-operator".into(),
+            instance: Some(test.into()),
+        };
+        let mut ctx = Context::plain(client.clone(), reporter, public);
+        ctx.scope = Scope::from_namespaces([ns.clone()]);
+        let controllers = tokio::spawn(controller::run(Arc::new(ctx)));
         let router = centralauth_operator::http::public_router(state.clone());
         let task = tokio::spawn(async move {
             centralauth_operator::http::serve(listener, router, std::future::pending())
@@ -90,6 +101,7 @@ impl Server {
             client,
             ns,
             task,
+            controllers,
         }
     }
 
@@ -199,42 +211,28 @@ impl Tenant {
         format!("http://{}:{}", self.host, self.port)
     }
 
-    /// Generates a 64-character secret, writes its Secret and ClientSecret, and records it
-    /// as the organization's active secret — what the ClientSecret controller does. Waits until
-    /// the server would accept it.
+    /// Creates a ClientSecret with `activation: Immediate`, waits until its controller has
+    /// minted and activated it, reads the secret from the Kubernetes Secret it wrote, and waits
+    /// until the server accepts it.
     pub async fn activate_secret(&mut self, server: &Server, cs_name: &str) {
-        let secret = format!("{}{}", random_token(), random_token())[..64].to_string();
         let ns = &server.ns;
-        let secrets: Api<Secret> = Api::namespaced(server.client.clone(), ns);
-        let k8s: Secret = serde_json::from_value(json!({
-            "metadata": {"name": cs_name}, "stringData": {"client_secret": secret, "client_id": self.client_id}
-        }))
-        .unwrap();
-        secrets.create(&PostParams::default(), &k8s).await.unwrap();
         let css: Api<ClientSecret> = Api::namespaced(server.client.clone(), ns);
         let cs: ClientSecret = serde_json::from_value(json!({
             "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret",
             "metadata": {"name": cs_name},
-            "spec": {"organizationRef": {"name": self.name}, "secretName": cs_name, "activation": "Immediate"},
+            "spec": {"organizationRef": {"name": self.name}, "activation": "Immediate"},
         }))
         .unwrap();
-        let cs = css.create(&PostParams::default(), &cs).await.unwrap();
-        let hash = centralauth_operator::crypto::hash(secret.as_bytes()).unwrap();
-        let fingerprint = format!("sha256:{}", centralauth_operator::store::hashed(&secret));
-        let pp = PatchParams::apply("tests").force();
-        let status = json!({
-            "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret", "metadata": {"name": cs_name},
-            "status": {"phase": "Active", "secretHash": hash, "secretName": cs_name, "fingerprint": fingerprint},
-        });
-        css.patch_status(cs_name, &pp, &Patch::Apply(&status)).await.unwrap();
-        let orgs: Api<Organization> = Api::namespaced(server.client.clone(), ns);
-        let status = json!({
-            "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization", "metadata": {"name": self.name},
-            "status": {"activeSecret": {"name": cs_name, "uid": cs.uid(), "fingerprint": fingerprint}},
-        });
-        orgs.patch_status(&self.name, &pp, &Patch::Apply(&status))
-            .await
-            .unwrap();
+        css.create(&PostParams::default(), &cs).await.unwrap();
+        let active = support::wait_until(Duration::from_secs(30), || async {
+            let cs = css.get(cs_name).await.ok()?;
+            (cs.phase() == ClientSecretPhase::Active).then_some(())
+        })
+        .await;
+        assert!(active.is_some(), "ClientSecret {cs_name} never became Active");
+        let secrets: Api<Secret> = Api::namespaced(server.client.clone(), ns);
+        let data = secrets.get(cs_name).await.unwrap().data.unwrap();
+        let secret = String::from_utf8(data["client_secret"].0.clone()).unwrap();
         let state = server.state.clone();
         let (cid, name, ns) = (self.client_id.clone(), cs_name.to_string(), ns.clone());
         support::wait_until(Duration::from_secs(20), || {
@@ -254,26 +252,24 @@ impl Tenant {
         self.secret = secret;
     }
 
-    /// Registers a native app and writes the status its controller would (app ID = bundle
-    /// ID, redirect URI = the app link + `/callback`). Returns (app_id, redirect_uri).
+    /// Registers an iOS native app and waits for its controller to write `appId` and
+    /// `redirectUri`. Returns (app_id, redirect_uri).
     pub async fn native_app(&self, server: &Server, name: &str, app_link: &str) -> (String, String) {
-        let app_id = format!("com.example.{}", name.replace('-', ""));
-        let redirect_uri = format!("{app_link}/callback");
+        let bundle_id = format!("com.example.{}", name.replace('-', ""));
         let apps: Api<NativeApp> = Api::namespaced(server.client.clone(), &server.ns);
         let app: NativeApp = serde_json::from_value(json!({
             "apiVersion": "centralauth.io/v1alpha1", "kind": "NativeApp", "metadata": {"name": name},
             "spec": {"organizationRef": {"name": self.name}, "displayName": name, "platform": "iOS",
-                     "bundleId": app_id, "teamId": "ABCDE12345", "appLink": app_link},
+                     "bundleId": bundle_id, "teamId": "ABCDE12345", "appLink": app_link},
         }))
         .unwrap();
         apps.create(&PostParams::default(), &app).await.unwrap();
-        let status = json!({
-            "apiVersion": "centralauth.io/v1alpha1", "kind": "NativeApp", "metadata": {"name": name},
-            "status": {"appId": app_id, "redirectUri": redirect_uri},
-        });
-        apps.patch_status(name, &PatchParams::apply("tests").force(), &Patch::Apply(&status))
-            .await
-            .unwrap();
+        let registered = support::wait_until(Duration::from_secs(30), || async {
+            let status = apps.get(name).await.ok()?.status?;
+            Some((status.app_id?, status.redirect_uri?))
+        })
+        .await;
+        let (app_id, redirect_uri) = registered.expect("the NativeApp controller never registered the app");
         let state = server.state.clone();
         let cid = self.client_id.clone();
         let id = app_id.clone();

@@ -1,8 +1,0 @@
-//! Reconciler of `ClientSecret`.
-
-use std::sync::Arc;
-
-use super::Context;
-
-/// Runs this controller until the future is dropped.
-pub async fn run(_ctx: Arc<Context>) {}

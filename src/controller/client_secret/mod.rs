@@ -1,0 +1,459 @@
+//! Reconciler of `ClientSecret`: generate a secret once, deliver it in a Kubernetes Secret,
+//! activate it the way the spec asks (`Immediate`, `Manual`, `OnRollout`), retire and revoke
+//! the secrets it replaces, and stay correct if the process dies anywhere.
+//!
+//! How it stays correct:
+//! - **One mint per ClientSecret.** The Secret is created with a plain create (POST), which
+//!   the API server performs only if no object of that name exists; a loser of the race re-reads
+//!   the winner's Secret. A Secret of that name not owned by this ClientSecret (by UID) is never
+//!   touched (`Ready=False`, reason `SecretNameTaken`). The status (fingerprint, argon2id hash,
+//!   generatedAt) is derived from the owned Secret whenever it is missing, so a crash between the
+//!   create and the status write, or a wiped status, loses nothing and mints nothing. If the
+//!   Secret disappears after generation, nothing is regenerated (`SecretMissing`).
+//! - **One record of activation.** The Organization's `status.activeSecret` (name, UID,
+//!   fingerprint, activatedAt) says which secret is active. It is switched by a server-side apply
+//!   of the status subresource as field manager [`crate::crd::ACTIVATION_MANAGER`], carrying the
+//!   `metadata.resourceVersion` that was read: a concurrent change makes it fail (409) and the
+//!   step is re-decided from fresh reads.
+//! - **Ordered activation.** (1) switch the record; (2) demote the secret it named before, and
+//!   any other secret whose status still says Active (Retiring, or Revoked at once when the
+//!   grace period is 0 and no rollout is awaited); (3) mark this one Active. Every status write
+//!   carries the resourceVersion it was decided from. A demotion is written only after the
+//!   record stopped naming the secret, and a secret marks itself Active only after the one named
+//!   before it was demoted, so two statuses never say Active at once — across crashes, and across
+//!   processes as long as none of them crashes mid-activation while another activates. Inside one
+//!   process the steps of one organization are serialized by an async mutex, which keeps
+//!   conflicts rare.
+//! - **Revoked is terminal**, recorded on the owned Secret (annotation
+//!   `centralauth.io/revoked-at`) before the status says so, as are activation and retirement:
+//!   a wiped status never brings an old secret back. A record naming a Revoked or Retiring secret
+//!   (a restored backup) is cleared — fail closed — and the secret whose status says Active
+//!   records itself again.
+//!
+//! Activation modes:
+//! - `Immediate`: activated as soon as it is generated.
+//! - `Manual`: activated when annotation `centralauth.io/activate` equals the fingerprint. A
+//!   different value changes nothing (`FingerprintMismatch`, Warning event; the value is never
+//!   echoed). If the value *is* the secret itself, the secret is exposed to everyone who can read
+//!   ClientSecrets: a Pending one is revoked (`SecretExposed`).
+//! - `OnRollout`: activated when every listed workload's pod template carries
+//!   `centralauth.io/client-secret-fingerprint: <fingerprint>`. With `rollout.stamp: true` the
+//!   operator first writes the new secret into the organization's credentials Secret, then stamps
+//!   the pod templates. It does not stamp over the fingerprint of another pending rollout (it
+//!   waits until that one is active), so two rotations never fight over a workload. The previous
+//!   secret stays Retiring until every workload of the active secret finished rolling out and
+//!   the grace period passed, whichever is later.
+//!
+//! The credentials Secret (`spec.credentialsSecretName` of the Organization) is created and
+//! owned by the operator (owner: the Organization) and switched to the new secret at activation
+//! (before stamping with `rollout.stamp`). One the operator does not own is never overwritten.
+//!
+//! Deletion runs behind the finalizer [`FINALIZER`]: the owned Secret is deleted explicitly (not
+//! left to garbage collection), and deleting the active secret clears the record and sets the
+//! Organization condition `ActiveSecret=False`, reason `NoActiveSecret`.
+//!
+//! Watches (no polling): the ClientSecrets, their Secrets and the credentials Secrets (metadata
+//! only, by label), the Organizations (mapped to their ClientSecrets) and the Deployments, StatefulSets and
+//! DaemonSets (mapped to the ClientSecrets listing them and to the Retiring secrets of those
+//! organizations). A Retiring secret is requeued exactly at the end of its grace period.
+
+mod activate;
+mod credentials;
+pub mod generate;
+mod lifecycle;
+mod pending;
+mod reconcile;
+pub mod rollout;
+pub mod secret;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tokio::sync::OwnedMutexGuard;
+use tracing::Instrument;
+
+use super::Context;
+use crate::crd::{ClientSecret, ClientSecretPhase, Organization, WorkloadKind, WorkloadRef};
+use crate::metrics::Kind;
+use crate::scope::WatchScope;
+
+pub use generate::{SECRET_LENGTH, fingerprint, generate_secret};
+
+/// Finalizer on every ClientSecret: its Secret is deleted and the organization's record
+/// cleared before the object goes away.
+pub const FINALIZER: &str = "centralauth.io/client-secret";
+/// Condition type on an Organization, written by the activation manager: whether a secret is
+/// active (reason `Activated`) or not (`NoActiveSecret`).
+pub const ORG_ACTIVE_SECRET_CONDITION: &str = "ActiveSecret";
+/// Condition type on a ClientSecret saying what its activation waits for, or its phase.
+pub const ACTIVATED_CONDITION: &str = "Activated";
+
+/// Why a reconcile failed. Every one of these is retried with a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request to the API server failed.
+    #[error("Kubernetes API request failed (retrying): {0}")]
+    Kube(#[from] kube::Error),
+    /// The OS random source failed.
+    #[error(transparent)]
+    Random(#[from] generate::RandomError),
+    /// Hashing failed.
+    #[error("hashing the client secret failed (retrying): {0}")]
+    Hash(#[from] crate::crypto::HashError),
+    /// The blocking hashing task did not finish.
+    #[error("the hashing task stopped before finishing (retrying): {0}")]
+    Join(#[from] tokio::task::JoinError),
+    /// Adding or removing the finalizer failed, or the cleanup did.
+    #[error("{0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// An object came back from the API server without a field it always sets.
+    #[error("the API server returned an object without {0}")]
+    MissingField(&'static str),
+    /// Another writer changed an object between read and write.
+    #[error("{0} was changed by another writer at the same time; re-reading and retrying")]
+    Conflict(String),
+}
+
+impl Error {
+    /// The variant name (of the inner error for a finalizer failure): the fixed `reason`
+    /// label of the reconcile-error metric.
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "Kube",
+            Error::Random(_) => "Random",
+            Error::Hash(_) => "Hash",
+            Error::Join(_) => "Join",
+            Error::Finalizer(f) => match f.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
+                _ => "Finalizer",
+            },
+            Error::MissingField(_) => "MissingField",
+            Error::Conflict(_) => "Conflict",
+        }
+    }
+
+    fn is_conflict(&self) -> bool {
+        match self {
+            Error::Conflict(_) => true,
+            Error::Kube(kube::Error::Api(s)) => s.is_conflict(),
+            Error::Finalizer(f) => matches!(
+                f.as_ref(),
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) if e.is_conflict()
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Per-organization async mutexes: one activation step of an organization at a time in this
+/// process.
+#[derive(Default)]
+struct OrgLocks(Mutex<HashMap<OrgKey, Arc<tokio::sync::Mutex<()>>>>);
+
+/// Namespace and name of an Organization.
+type OrgKey = (String, String);
+
+impl OrgLocks {
+    async fn lock(&self, namespace: &str, org: &str) -> OwnedMutexGuard<()> {
+        let mutex = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, m| Arc::strong_count(m) > 1);
+            map.entry((namespace.to_string(), org.to_string())).or_default().clone()
+        };
+        mutex.lock_owned().await
+    }
+}
+
+/// What every reconcile of this controller shares.
+pub(crate) struct State {
+    ctx: Arc<Context>,
+    store: Store<ClientSecret>,
+    locks: OrgLocks,
+}
+
+impl State {
+    /// The other ClientSecrets of the same organization, as cached.
+    fn siblings(&self, cs: &ClientSecret) -> Vec<Arc<ClientSecret>> {
+        self.store
+            .state()
+            .into_iter()
+            .filter(|o| {
+                o.namespace() == cs.namespace()
+                    && o.spec.organization_ref == cs.spec.organization_ref
+                    && o.metadata.uid != cs.metadata.uid
+            })
+            .collect()
+    }
+}
+
+/// Runs this controller, once per watched unit (see [`crate::scope`]), until the future is
+/// dropped.
+pub async fn run(ctx: Arc<Context>) {
+    ctx.scope.clone().for_each(|unit| run_unit(ctx.clone(), unit)).await;
+}
+
+/// Runs this controller over one namespace (`Some`) or all of them (`None`) until the future is
+/// dropped. Tests run one per namespace.
+pub async fn run_in(ctx: Arc<Context>, namespace: Option<String>) {
+    let unit = namespace.map_or(WatchScope::Cluster, WatchScope::Namespace);
+    run_unit(ctx, unit).await;
+}
+
+async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(unit.api::<ClientSecret>(&client), watcher::Config::default());
+    let store = controller.store();
+    let secrets_cfg =
+        watcher::Config::default().labels(&format!("{}={}", secret::MANAGED_BY_LABEL, secret::MANAGED_BY));
+    let credentials_cfg = watcher::Config::default().labels(&format!("{}=true", credentials::CREDENTIALS_LABEL));
+    let controller = controller
+        .owns(unit.api::<PartialObjectMeta<Secret>>(&client), secrets_cfg)
+        .watches(
+            unit.api::<PartialObjectMeta<Secret>>(&client),
+            credentials_cfg,
+            credentials_mapper(store.clone()),
+        )
+        .watches(
+            unit.api::<Organization>(&client),
+            watcher::Config::default(),
+            org_mapper(store.clone()),
+        )
+        .watches(
+            unit.api::<Deployment>(&client),
+            watcher::Config::default(),
+            workload_mapper(store.clone(), WorkloadKind::Deployment),
+        )
+        .watches(
+            unit.api::<StatefulSet>(&client),
+            watcher::Config::default(),
+            workload_mapper(store.clone(), WorkloadKind::StatefulSet),
+        )
+        .watches(
+            unit.api::<DaemonSet>(&client),
+            watcher::Config::default(),
+            workload_mapper(store.clone(), WorkloadKind::DaemonSet),
+        );
+    let state = Arc::new(State {
+        ctx,
+        store,
+        locks: OrgLocks::default(),
+    });
+    controller
+        .run(reconcile, error_policy, state)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "ClientSecret reconcile request failed");
+            }
+        })
+        .await;
+}
+
+/// An Organization change wakes the ClientSecrets that care: all of them when what they derive
+/// from it changed (client ID, addresses, policy), else only those past Pending and the one the
+/// record names (an activation only concerns them). Keeps an activation in an organization
+/// with many secrets from waking every one of them.
+fn org_mapper(store: Store<ClientSecret>) -> impl Fn(Organization) -> Vec<ObjectRef<ClientSecret>> + Send + Sync {
+    let seen: Mutex<HashMap<String, u64>> = Mutex::default();
+    move |org| {
+        let key = org.uid().unwrap_or_default();
+        let fingerprint = org_fingerprint(&org);
+        let changed = {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            seen.insert(key, fingerprint) != Some(fingerprint)
+        };
+        let named = org.active_secret().map(|a| a.name.clone());
+        store
+            .state()
+            .into_iter()
+            .filter(|cs| {
+                cs.namespace() == org.namespace() && Some(&cs.spec.organization_ref.name) == org.metadata.name.as_ref()
+            })
+            .filter(|cs| changed || cs.phase() != ClientSecretPhase::Pending || cs.metadata.name == named)
+            .map(|cs| ObjectRef::from_obj(&*cs))
+            .collect()
+    }
+}
+
+/// A change of a credentials Secret (say, its deletion) wakes the organization's Active secret,
+/// which puts it back.
+fn credentials_mapper(
+    store: Store<ClientSecret>,
+) -> impl Fn(PartialObjectMeta<Secret>) -> Vec<ObjectRef<ClientSecret>> + Send + Sync {
+    move |secret| {
+        let org = secret.labels().get(secret::ORGANIZATION_LABEL).cloned();
+        store
+            .state()
+            .into_iter()
+            .filter(|cs| cs.namespace() == secret.namespace() && Some(&cs.spec.organization_ref.name) == org.as_ref())
+            .filter(|cs| cs.phase() == ClientSecretPhase::Active)
+            .map(|cs| ObjectRef::from_obj(&*cs))
+            .collect()
+    }
+}
+
+/// What ClientSecrets derive from an Organization besides the record.
+fn org_fingerprint(org: &Organization) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    org.client_id().hash(&mut h);
+    org.spec.custom_domain.hash(&mut h);
+    org.spec.subdomain.hash(&mut h);
+    org.spec.credentials_secret_name.hash(&mut h);
+    org.spec.secret_rotation.previous_secret_grace_period.hash(&mut h);
+    org.metadata.deletion_timestamp.is_some().hash(&mut h);
+    h.finish()
+}
+
+/// A workload change wakes the ClientSecrets that list it, and the Retiring secrets of their
+/// organizations (which wait for its rollout).
+fn workload_mapper<W: Resource>(
+    store: Store<ClientSecret>,
+    kind: WorkloadKind,
+) -> impl Fn(W) -> Vec<ObjectRef<ClientSecret>> + Send + Sync {
+    move |workload| {
+        let wanted = WorkloadRef {
+            kind,
+            name: workload.meta().name.clone().unwrap_or_default(),
+        };
+        let ns = workload.meta().namespace.clone();
+        let all = store.state();
+        let listing: Vec<&Arc<ClientSecret>> = all
+            .iter()
+            .filter(|cs| cs.namespace() == ns)
+            .filter(|cs| cs.spec.rollout.as_ref().is_some_and(|r| r.workloads.contains(&wanted)))
+            .collect();
+        let orgs: Vec<&String> = listing.iter().map(|cs| &cs.spec.organization_ref.name).collect();
+        all.iter()
+            .filter(|cs| {
+                cs.namespace() == ns
+                    && (listing.iter().any(|l| l.metadata.uid == cs.metadata.uid)
+                        || (cs.phase() == ClientSecretPhase::Retiring
+                            && orgs.contains(&&cs.spec.organization_ref.name)))
+            })
+            .map(|cs| ObjectRef::from_obj(&**cs))
+            .collect()
+    }
+}
+
+#[tracing::instrument(skip_all, fields(namespace = cs.namespace().as_deref().unwrap_or(""), name = %cs.name_any()))]
+async fn reconcile(cs: Arc<ClientSecret>, state: Arc<State>) -> Result<Action, Error> {
+    let span =
+        tracing::info_span!("reconcile", kind = "ClientSecret", namespace = cs.namespace(), name = %cs.name_any());
+    let metrics = state.ctx.metrics.clone();
+    let work = async move {
+        let ns = cs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+        let api: Api<ClientSecret> = Api::namespaced(state.ctx.client.clone(), &ns);
+        finalizer(&api, FINALIZER, cs, |event| async {
+            match event {
+                FinalizerEvent::Apply(cs) => reconcile::apply(&cs, &state).await,
+                FinalizerEvent::Cleanup(cs) => reconcile::cleanup(&cs, &state).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    };
+    crate::metrics::Metrics::instrument(&metrics, Kind::ClientSecret, Error::reason, work.instrument(span)).await
+}
+
+fn error_policy(cs: Arc<ClientSecret>, err: &Error, _state: Arc<State>) -> Action {
+    if err.is_conflict() {
+        tracing::debug!(name = %cs.name_any(), error = %err, "conflict; retrying");
+        Action::requeue(Duration::from_millis(200))
+    } else {
+        tracing::warn!(namespace = cs.namespace().as_deref().unwrap_or(""), name = %cs.name_any(), error = %err, "reconcile failed; retrying");
+        Action::requeue(Duration::from_secs(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cs(name: &str, org: &str, phase: &str, workloads: &[&str]) -> ClientSecret {
+        let mut spec = json!({"organizationRef": {"name": org}});
+        if !workloads.is_empty() {
+            spec["activation"] = json!("OnRollout");
+            spec["rollout"] = json!({"workloads": workloads.iter().map(|w| json!({"kind": "Deployment", "name": w})).collect::<Vec<_>>()});
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
+            "spec": spec,
+            "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    fn store_of(items: Vec<ClientSecret>) -> Store<ClientSecret> {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for item in items {
+            writer.apply_watcher_event(&watcher::Event::InitApply(item));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        reader
+    }
+
+    fn names(refs: Vec<ObjectRef<ClientSecret>>) -> Vec<String> {
+        let mut n: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_workload_wakes_its_listers_and_the_retiring_secrets_of_their_orgs() {
+        let store = store_of(vec![
+            cs("new", "acme", "Pending", &["web"]),
+            cs("old", "acme", "Retiring", &[]),
+            cs("older", "acme", "Revoked", &[]),
+            cs("elsewhere", "other", "Retiring", &[]),
+        ]);
+        let mapper = workload_mapper::<Deployment>(store, WorkloadKind::Deployment);
+        let web: Deployment = serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "ns"}})).unwrap();
+        assert_eq!(names(mapper(web)), ["new", "old"]);
+        let api: Deployment = serde_json::from_value(json!({"metadata": {"name": "api", "namespace": "ns"}})).unwrap();
+        assert!(mapper(api).is_empty());
+    }
+
+    #[test]
+    fn an_org_record_change_wakes_only_the_secrets_it_concerns() {
+        let store = store_of(vec![
+            cs("a", "acme", "Pending", &[]),
+            cs("b", "acme", "Active", &[]),
+            cs("c", "acme", "Pending", &[]),
+        ]);
+        let mapper = org_mapper(store);
+        let mut org: Organization = serde_json::from_value(json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization",
+            "metadata": {"name": "acme", "namespace": "ns", "uid": "org-uid"},
+            "spec": {"displayName": "Acme", "clientId": "client-1", "loginMethods": {"passwords": {"secretName": "u"}}}
+        }))
+        .unwrap();
+        assert_eq!(names(mapper(org.clone())), ["a", "b", "c"]);
+        org.status = Some(crate::crd::OrganizationStatus {
+            active_secret: Some(crate::crd::ActiveSecretRef {
+                name: "c".into(),
+                uid: Some("uid-c".into()),
+                fingerprint: "sha256:x".into(),
+                activated_at: None,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(names(mapper(org.clone())), ["b", "c"]);
+        org.spec.subdomain = Some("acme".into());
+        assert_eq!(names(mapper(org)), ["a", "b", "c"]);
+    }
+}
