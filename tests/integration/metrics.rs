@@ -3,17 +3,11 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::process::{Operator, OperatorOptions, http_get};
+use crate::process::{Operator, OperatorOptions, centralauth_api as api, http_get};
 use crate::support;
-
-fn api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("centralauth.io", "v1alpha1", kind);
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
-}
 
 async fn create_secret(client: &kube::Client, ns: &str, name: &str) {
     let cs: DynamicObject = serde_json::from_value(json!({

@@ -325,3 +325,9 @@ fn the_parser_refuses_malformed_text() {
         assert!(parse_prometheus_text(bad).is_err(), "{bad:?} was accepted");
     }
 }
+
+/// A dynamic API handle for a `centralauth.io/v1alpha1` kind in `ns`.
+pub fn centralauth_api(client: &kube::Client, ns: &str, kind: &str) -> kube::Api<kube::api::DynamicObject> {
+    let gvk = kube::core::GroupVersionKind::gvk("centralauth.io", "v1alpha1", kind);
+    kube::Api::namespaced_with(client.clone(), ns, &kube::core::ApiResource::from_gvk(&gvk))
+}

@@ -10,11 +10,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 use serde_json::json;
 
-use crate::process::{CHART, Operator, OperatorOptions, helm};
+use crate::process::{CHART, Operator, OperatorOptions, centralauth_api as api, helm};
 use crate::support;
 
 /// A token for `namespace/name` from the TokenRequest API (what the kubelet mounts in a pod).
@@ -88,8 +87,7 @@ async fn allowed(client: &Client, user: &str, verb: &str, group: &str, resource:
 }
 
 async fn create(client: &Client, ns: &str, kind: &str, object: serde_json::Value) {
-    let gvk = GroupVersionKind::gvk("centralauth.io", "v1alpha1", kind);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk));
+    let api = api(client, ns, kind);
     let object: DynamicObject = serde_json::from_value(object).unwrap();
     api.create(&PostParams::default(), &object).await.unwrap();
 }
@@ -108,7 +106,7 @@ async fn create_org_and_secret(client: &Client, ns: &str) {
         ns,
         "ClientSecret",
         json!({"apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret", "metadata": {"name": "acme-1"},
-               "spec": {"organizationRef": {"name": "acme"}}}),
+               "spec": {"organizationRef": {"name": "acme"}, "activation": "Immediate"}}),
     )
     .await;
 }
@@ -189,6 +187,30 @@ async fn operator_as_the_charts_service_account_does_its_job_and_nothing_more() 
         pending(&other),
         None,
         "a namespace outside watchNamespaces is not cached"
+    );
+    // The controllers did their job with this identity: a client ID, a minted and activated
+    // secret in its own Kubernetes Secret — and nothing in the namespace it does not watch.
+    let orgs = api(&admin, &watched, "Organization");
+    let active = support::wait_until(Duration::from_secs(30), || async {
+        let org = orgs.get("acme").await.ok()?;
+        org.data["status"]["activeSecret"]["name"].as_str().map(String::from)
+    })
+    .await;
+    assert_eq!(
+        active.as_deref(),
+        Some("acme-1"),
+        "no secret was activated:\n{}",
+        operator.logs()
+    );
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), &watched);
+    assert!(
+        secrets.get_opt("acme-1").await.unwrap().is_some(),
+        "the minted Secret is missing"
+    );
+    let untouched = api(&admin, &other, "Organization").get("acme").await.unwrap();
+    assert!(
+        untouched.data.get("status").is_none(),
+        "an unwatched namespace was reconciled"
     );
     let logs = operator.logs();
     assert!(
