@@ -148,10 +148,14 @@ impl Error {
         match self {
             Error::Conflict(_) => true,
             Error::Kube(kube::Error::Api(s)) => s.is_conflict(),
-            Error::Finalizer(f) => matches!(
-                f.as_ref(),
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) if e.is_conflict()
-            ),
+            Error::Finalizer(f) => match f.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.is_conflict(),
+                // The finalizer patch tests the finalizers it read; a cache a moment behind the
+                // previous reconcile's own patch fails that test (422): only a stale read.
+                finalizer::Error::AddFinalizer(kube::Error::Api(s))
+                | finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) => s.code == 422 || s.is_conflict(),
+                _ => false,
+            },
             _ => false,
         }
     }
