@@ -3,17 +3,20 @@
 //! `GET /login` (CentralAuth) and `GET /oauth2/authorize` (standard) validate the request —
 //! unknown client or bad redirect URI: an error page, never a redirect — then either finish at
 //! once (a live session cookie for this organization, and no `affirm=1`) or store the request
-//! under a random login ID and render the form. `POST /login` checks the CSRF token (hidden
-//! field equal to the `ca_csrf` cookie set with the form: login CSRF needs the victim's
-//! browser to carry the attacker's cookie, which it cannot), throttles failures per account
-//! and address, verifies the password, creates the session and redirects with `code`,
-//! `state` (byte-exact) and `iss` (RFC 9207).
+//! under a random login ID (keyed by its SHA-256) and render the form of the organization's
+//! login methods. Every post of a login ([`posted`]) checks the CSRF token (hidden field equal
+//! to the `ca_csrf` cookie set with the form: login CSRF needs the victim's browser to carry
+//! the attacker's cookie, which it cannot). `POST /login` throttles failures per account and
+//! address and verifies the password; the e-mail code steps live in [`super::email_login`].
+//! Both end in [`complete`]: the session, and a redirect with `code`, `state` (byte-exact) and
+//! `iss` (RFC 9207).
 //!
-//! The page is plain server-rendered HTML: no JavaScript, `Referrer-Policy: no-referrer`,
+//! The pages are plain server-rendered HTML: no JavaScript, `Referrer-Policy: no-referrer`,
 //! `Content-Security-Policy: frame-ancestors 'none'` (or the organization's `allowedOrigins`
 //! with `embed=1`), `X-Frame-Options: DENY` unless embedded. `translations` (base64 JSON, the
 //! official client's `Translations` keys `loginPageIntro`, `emailAddress`, `login`, plus
-//! `password` and `loginPagePasswordError`) replaces the texts it names.
+//! `password`, `loginPagePasswordError` and the e-mail steps' keys listed in the README)
+//! replaces the texts it names.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
