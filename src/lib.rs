@@ -8,6 +8,7 @@
 //! - [`crypto`]: argon2id hashing of secrets and passwords.
 //! - [`controller`]: one reconciler per kind.
 //! - [`http`]: the public OAuth/login server and the admin listener.
+//! - [`mail`]: the code e-mails of the `email` login method, over SMTP.
 //! - [`oauth`]: the protocol library (PKCE, codes, client authentication, tokens, keys).
 //! - [`store`]: sessions, codes and tokens behind one trait (memory or Redis).
 //! - [`scope`]: which namespaces are watched (all, or a list).
@@ -24,6 +25,7 @@ pub mod crd;
 pub mod crypto;
 pub mod http;
 pub mod leader;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod origin;

@@ -12,8 +12,9 @@
 //! 3. **Checks** → `Ready`: client ID, subdomain host and custom domain are unique across the
 //!    organizations the operator serves (the later organization is not Ready and is told which
 //!    earlier one holds the claim; the earlier is unaffected); `customDomain` is not the shared
-//!    base domain; every login-method Secret exists with the keys it needs; every
-//!    `redirectUris` entry lies inside `allowedOrigins`.
+//!    base domain; every login-method Secret exists with the keys it needs; the e-mail
+//!    sender `loginMethods.email.from` is an address; every `redirectUris` entry lies inside
+//!    `allowedOrigins`.
 //! 4. **Status** by server-side apply under [`ORG_STATUS_MANAGER`]: only `clientId`, `issuer`,
 //!    `loginUrl`, `domains`, `observedGeneration` and the `Ready` condition; `activeSecret` and
 //!    its conditions belong to the ClientSecret controller. Written only when it changes; an
@@ -220,6 +221,15 @@ async fn check(org: &Organization, data: &Data) -> Result<Verdict, Error> {
         problems.push(describe_conflict(org, &conflict));
     }
     problems.extend(missing_secrets(org, &data.ctx).await?);
+    if let Some(problem) = org
+        .spec
+        .login_methods
+        .email
+        .as_ref()
+        .and_then(crate::mail::config_problem)
+    {
+        problems.push(("InvalidSender", problem));
+    }
     let outside: Vec<&str> = org
         .spec
         .redirect_uris

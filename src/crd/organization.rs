@@ -138,7 +138,10 @@ pub struct OrganizationSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.email) || has(self.passwords)").message("enable at least one login method: email or passwords"))]
 pub struct LoginMethods {
-    /// One-time 5-digit codes sent by e-mail over SMTP.
+    /// One-time 5-digit codes sent by e-mail over SMTP: the login page asks for an address,
+    /// mails a code valid for 10 minutes, and logs the user in as that address when the code
+    /// is entered (at most 5 tries per code). Any address may log in: the user is whoever
+    /// reads its mail; the app decides what that address may do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailLogin>,
 
@@ -164,12 +167,14 @@ pub struct EmailLogin {
     #[serde(default)]
     pub tls: SmtpTls,
 
-    /// Sender address of the code e-mails, e.g. `CentralAuth <login@example.com>`.
+    /// Sender address of the code e-mails, e.g. `CentralAuth <login@example.com>` (the
+    /// organization is not Ready, reason `InvalidSender`, when it is not an address).
     #[schemars(length(min = 3, max = 320))]
     pub from: String,
 
     /// Name of a Secret in this namespace with keys `username` and `password` for SMTP
-    /// authentication. Omit for relays without authentication.
+    /// authentication (PLAIN or LOGIN, used exactly as stored: no trailing newline). Omit for
+    /// relays without authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub credentials_secret_name: Option<String>,

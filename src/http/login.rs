@@ -3,17 +3,20 @@
 //! `GET /login` (CentralAuth) and `GET /oauth2/authorize` (standard) validate the request —
 //! unknown client or bad redirect URI: an error page, never a redirect — then either finish at
 //! once (a live session cookie for this organization, and no `affirm=1`) or store the request
-//! under a random login ID and render the form. `POST /login` checks the CSRF token (hidden
-//! field equal to the `ca_csrf` cookie set with the form: login CSRF needs the victim's
-//! browser to carry the attacker's cookie, which it cannot), throttles failures per account
-//! and address, verifies the password, creates the session and redirects with `code`,
-//! `state` (byte-exact) and `iss` (RFC 9207).
+//! under a random login ID (keyed by its SHA-256) and render the form of the organization's
+//! login methods. Every post of a login ([`posted`]) checks the CSRF token (hidden field equal
+//! to the `ca_csrf` cookie set with the form: login CSRF needs the victim's browser to carry
+//! the attacker's cookie, which it cannot). `POST /login` throttles failures per account and
+//! address and verifies the password; the e-mail code steps live in [`super::email_login`].
+//! Both end in [`complete`]: the session, and a redirect with `code`, `state` (byte-exact) and
+//! `iss` (RFC 9207).
 //!
-//! The page is plain server-rendered HTML: no JavaScript, `Referrer-Policy: no-referrer`,
+//! The pages are plain server-rendered HTML: no JavaScript, `Referrer-Policy: no-referrer`,
 //! `Content-Security-Policy: frame-ancestors 'none'` (or the organization's `allowedOrigins`
 //! with `embed=1`), `X-Frame-Options: DENY` unless embedded. `translations` (base64 JSON, the
 //! official client's `Translations` keys `loginPageIntro`, `emailAddress`, `login`, plus
-//! `password` and `loginPagePasswordError`) replaces the texts it names.
+//! `password`, `loginPagePasswordError` and the e-mail steps' keys listed in the README)
+//! replaces the texts it names.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -36,8 +39,8 @@ use crate::oauth::grant::{self, CodeGrant, OrgKey, Protocol, Session};
 use crate::oauth::{pkce, redirect, throttle};
 use crate::store::{hashed, json};
 
-/// How long a rendered login form stays usable.
-const LOGIN_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a rendered login form stays usable (renewed when a code e-mail is sent).
+pub const LOGIN_TTL: Duration = Duration::from_secs(15 * 60);
 /// Name of the session cookie (single sign-on across logins of one organization).
 pub const SESSION_COOKIE: &str = "ca_session";
 const CSRF_COOKIE: &str = "ca_csrf";
@@ -233,7 +236,7 @@ pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest,
     let csrf = grant::random_token();
     req.csrf_hash = hashed(&csrf);
     let login_id = grant::random_token();
-    if json::put(state.store.as_ref(), &format!("login:{login_id}"), &req, LOGIN_TTL)
+    if json::put(state.store.as_ref(), &login_key(&login_id), &req, LOGIN_TTL)
         .await
         .is_err()
     {
@@ -281,60 +284,132 @@ fn idle(state: &AppState, org: &OrgKey) -> Duration {
     Duration::from_secs(secs as u64)
 }
 
-/// `POST /login`: the password form.
-pub async fn post_login(State(state): State<AppState>, req: Request) -> Response {
+/// The store key of a pending login: the SHA-256 of its ID (the ID is a bearer value that
+/// the browser holds; it is also the key of the login's e-mail code, see [`crate::oauth::otp`]).
+pub fn login_key(login_id: &str) -> String {
+    format!("login:{}", hashed(login_id))
+}
+
+/// A posted login form whose login ID and CSRF token check out.
+pub struct Posted {
+    /// The login ID (hidden field `login`).
+    pub login_id: String,
+    /// The CSRF token (hidden field `csrf`, equal to the `ca_csrf` cookie).
+    pub csrf: String,
+    /// The pending authorization request.
+    pub login: LoginRequest,
+    /// Its organization.
+    pub org: Arc<Organization>,
+    /// Every field of the form.
+    pub form: Params,
+    /// The client address.
+    pub addr: IpAddr,
+}
+
+/// Reads a login form post and checks its login ID and CSRF token; `Err` is the error page.
+pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> {
     let addr = client_addr(&req);
     let headers = req.headers().clone();
-    let form = match Params::from_request(req).await {
-        Ok(f) => f,
-        Err(e) => return ErrorPage::bad_request(e.to_string()).into_response(),
-    };
+    let form = Params::from_request(req)
+        .await
+        .map_err(|e| ErrorPage::bad_request(e.to_string()).into_response())?;
     let (Some(login_id), Some(csrf)) = (form.get("login"), form.get("csrf")) else {
-        return ErrorPage::bad_request("the login form is incomplete; start the login again").into_response();
+        return Err(ErrorPage::bad_request("the login form is incomplete; start the login again").into_response());
     };
-    let store = state.store.as_ref();
-    let key = format!("login:{login_id}");
-    let Ok(Some(login)) = json::get::<LoginRequest>(store, &key).await else {
-        return ErrorPage::bad_request("this login has expired or was already used; start the login again")
-            .into_response();
+    let (login_id, csrf) = (login_id.to_string(), csrf.to_string());
+    let Ok(Some(login)) = json::get::<LoginRequest>(state.store.as_ref(), &login_key(&login_id)).await else {
+        return Err(
+            ErrorPage::bad_request("this login has expired or was already used; start the login again").into_response(),
+        );
     };
     let cookie_ok = cookie(&headers, CSRF_COOKIE).is_some_and(|c| crate::oauth::ct_eq(c.as_bytes(), csrf.as_bytes()));
-    if !cookie_ok || !crate::oauth::ct_eq(hashed(csrf).as_bytes(), login.csrf_hash.as_bytes()) {
-        return ErrorPage {
+    if !cookie_ok || !crate::oauth::ct_eq(hashed(&csrf).as_bytes(), login.csrf_hash.as_bytes()) {
+        return Err(ErrorPage {
             status: StatusCode::FORBIDDEN,
             message: "the form's CSRF token does not match this browser; start the login again".into(),
         }
-        .into_response();
+        .into_response());
     }
     let Some(org) = state.org_by_key(&login.org) else {
-        return ErrorPage::bad_request("the organization no longer exists").into_response();
+        return Err(ErrorPage::bad_request("the organization no longer exists").into_response());
     };
-    let email = form.get("email").unwrap_or_default().trim().to_ascii_lowercase();
+    Ok(Posted {
+        login_id,
+        csrf,
+        login,
+        org,
+        form,
+        addr,
+    })
+}
+
+/// An error page saying that a login method is not enabled.
+pub fn method_disabled(method: &str) -> Response {
+    ErrorPage::bad_request(format!("{method} login is not enabled for this organization")).into_response()
+}
+
+/// The e-mail address of a form, normalized as accounts are (trimmed, ASCII lowercase).
+pub fn form_email(form: &Params) -> String {
+    form.get("email").unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// `POST /login`: the password form.
+pub async fn post_login(State(state): State<AppState>, req: Request) -> Response {
+    let p = match posted(&state, req).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    if p.org.spec.login_methods.passwords.is_none() {
+        return method_disabled("password");
+    }
+    let store = state.store.as_ref();
+    let email = form_email(&p.form);
     let limits = state.settings.login_limits;
-    if throttle::is_throttled(store, limits, "login", &email, addr)
+    if throttle::is_throttled(store, limits, "login", &email, p.addr)
         .await
         .unwrap_or(true)
     {
         let msg = "Too many failed attempts. Wait a few minutes and try again.";
-        return form_response(&state, &login, login_id, csrf, Some(msg), StatusCode::TOO_MANY_REQUESTS);
+        return form_response(
+            &state,
+            &p.login,
+            &p.login_id,
+            &p.csrf,
+            Some(msg),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
     }
-    let password = form.get("password").unwrap_or_default();
-    if !check_password(&state, &org, &email, password).await {
+    let password = p.form.get("password").unwrap_or_default();
+    if !check_password(&state, &p.org, &email, password).await {
         state.metrics.login(LoginMethod::password, LoginOutcome::failure);
-        let _ = throttle::record_failure(store, limits, "login", &email, addr).await;
-        let msg = login
-            .translations
-            .get("loginPagePasswordError")
-            .map(String::as_str)
-            .unwrap_or("The e-mail address or password is wrong.");
-        return form_response(&state, &login, login_id, csrf, Some(msg), StatusCode::UNAUTHORIZED);
+        let _ = throttle::record_failure(store, limits, "login", &email, p.addr).await;
+        let msg = text(
+            &p.login,
+            "loginPagePasswordError",
+            "The e-mail address or password is wrong.",
+        );
+        return form_response(
+            &state,
+            &p.login,
+            &p.login_id,
+            &p.csrf,
+            Some(&msg),
+            StatusCode::UNAUTHORIZED,
+        );
     }
-    let Ok(Some(login)) = json::take::<LoginRequest>(store, &key).await else {
+    complete(&state, &p, email, LoginMethod::password).await
+}
+
+/// The user proved to be `email` with `method`: uses up the pending login, creates the session
+/// and redirects to the client with a code.
+pub async fn complete(state: &AppState, p: &Posted, email: String, method: LoginMethod) -> Response {
+    let store = state.store.as_ref();
+    let Ok(Some(login)) = json::take::<LoginRequest>(store, &login_key(&p.login_id)).await else {
         return ErrorPage::bad_request("this login was already used; start the login again").into_response();
     };
-    state.metrics.login(LoginMethod::password, LoginOutcome::success);
+    state.metrics.login(method, LoginOutcome::success);
     let now = crate::oauth::now();
-    let max = org.spec.max_session_seconds.unwrap_or(30 * 24 * 3600);
+    let max = p.org.spec.max_session_seconds.unwrap_or(30 * 24 * 3600);
     let session = Session {
         id: grant::random_token(),
         org: login.org.clone(),
@@ -344,7 +419,7 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
         app_id: login.app_id.clone(),
         device_id: login.device_id.clone(),
     };
-    if grant::create_session(store, &session, idle(&state, &login.org))
+    if grant::create_session(store, &session, idle(state, &login.org))
         .await
         .is_err()
     {
@@ -353,9 +428,9 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
     let cookie = format!(
         "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max}{}",
         session.id,
-        secure(&state)
+        secure(state)
     );
-    finish(&state, &login, &session, Some(cookie)).await
+    finish(state, &login, &session, Some(cookie)).await
 }
 
 async fn check_password(state: &AppState, org: &Organization, email: &str, password: &str) -> bool {
@@ -415,7 +490,11 @@ async fn finish(state: &AppState, login: &LoginRequest, session: &Session, set: 
     resp
 }
 
-fn form_response(
+/// The first page of a login: the password form, the "e-mail me a code" form, or one form
+/// with both buttons when both methods are enabled (no JavaScript: the code button posts to
+/// `/login/email` with `formaction` and skips the password's `required` with
+/// `formnovalidate`).
+pub fn form_response(
     state: &AppState,
     login: &LoginRequest,
     login_id: &str,
@@ -423,42 +502,92 @@ fn form_response(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
+    let methods = state
+        .org_by_key(&login.org)
+        .map(|o| o.spec.login_methods.clone())
+        .unwrap_or_default();
+    let t = |key: &str, default: &str| escape(&text(login, key, default));
+    let password = methods.passwords.is_some().then(|| {
+        format!(
+            r#"<label for="password">{label}</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">{submit}</button>"#,
+            label = t("password", "Password"),
+            submit = t("login", "Log in"),
+        )
+    });
+    let code_button = |extra: &str| {
+        format!(
+            r#"<button type="submit" id="send-code"{extra}>{}</button>"#,
+            t("sendCode", "E-mail me a code")
+        )
+    };
+    let (action, buttons) = match (password, methods.email.is_some()) {
+        (Some(pw), true) => (
+            "/login",
+            format!(
+                r#"{pw}<p class="or">{or}</p>{code}"#,
+                or = t("or", "or"),
+                code = code_button(r#" class="secondary" formaction="/login/email" formnovalidate"#)
+            ),
+        ),
+        (Some(pw), false) => ("/login", pw),
+        (None, _) => ("/login/email", code_button("")),
+    };
+    let content = format!(
+        r#"<p>{intro}</p>{message}
+<form method="post" action="{action}">
+{hidden}
+<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
+{buttons}
+</form>"#,
+        intro = t("loginPageIntro", "Log in to continue."),
+        message = alert(error.or(login.message.as_deref())),
+        hidden = hidden_fields(login_id, csrf),
+        email_label = t("emailAddress", "E-mail address"),
+        email = escape(login.email.as_deref().unwrap_or_default()),
+    );
+    login_page(state, login, &content, status)
+}
+
+/// The text of `key` from the login's `translations`, else `default` (not escaped).
+pub fn text(login: &LoginRequest, key: &str, default: &str) -> String {
+    login
+        .translations
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or(default)
+        .to_string()
+}
+
+/// An error paragraph (`role="alert"`), or nothing.
+pub fn alert(message: Option<&str>) -> String {
+    message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default()
+}
+
+/// The hidden fields every step of a login posts back.
+pub fn hidden_fields(login_id: &str, csrf: &str) -> String {
+    format!(
+        r#"<input type="hidden" name="login" value="{}"><input type="hidden" name="csrf" value="{}">"#,
+        escape(login_id),
+        escape(csrf)
+    )
+}
+
+/// A page of a login: the organization's logo and name above `content`, with the security
+/// headers (framing only by the organization's `allowedOrigins` with `embed=1`).
+pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status: StatusCode) -> Response {
     let org = state.org_by_key(&login.org);
-    let t = |key: &str, default: &str| escape(login.translations.get(key).map(String::as_str).unwrap_or(default));
     let name = org.as_ref().map(|o| o.spec.display_name.clone()).unwrap_or_default();
     let logo = org
         .as_ref()
         .and_then(|o| o.spec.logo_url.clone())
         .map(|u| format!("<img src=\"{}\" alt=\"\" height=\"48\">", escape(&u)))
         .unwrap_or_default();
-    let message = error
-        .or(login.message.as_deref())
-        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
-        .unwrap_or_default();
-    let body = format!(
-        r#"{logo}<h1>{name}</h1><p>{intro}</p>{message}
-<form method="post" action="/login">
-<input type="hidden" name="login" value="{login_id}"><input type="hidden" name="csrf" value="{csrf}">
-<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
-<label for="password">{password_label}</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">{submit}</button>
-</form>"#,
-        name = escape(&name),
-        intro = t("loginPageIntro", "Log in to continue."),
-        email_label = t("emailAddress", "E-mail address"),
-        password_label = t("password", "Password"),
-        submit = t("login", "Log in"),
-        email = escape(login.email.as_deref().unwrap_or_default()),
-    );
+    let body = format!("{logo}<h1>{}</h1>{content}", escape(&name));
     let ancestors = match (&org, login.embed) {
-        (Some(o), true) => {
-            let list: Vec<&str> = o.spec.allowed_origins.iter().map(String::as_str).collect();
-            if list.is_empty() {
-                "'none'".to_string()
-            } else {
-                list.join(" ")
-            }
-        }
+        (Some(o), true) if !o.spec.allowed_origins.is_empty() => o.spec.allowed_origins.join(" "),
         _ => "'none'".to_string(),
     };
     (status, html_headers(&ancestors), page(&name, &body)).into_response()
@@ -496,7 +625,7 @@ pub fn html_headers(frame_ancestors: &str) -> [(HeaderName, HeaderValue); 5] {
 pub fn page(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem;color:#222}}label{{display:block;margin-top:1rem}}input{{width:100%;padding:.5rem;box-sizing:border-box}}button{{margin-top:1.5rem;width:100%;padding:.6rem;background:#2457d6;color:#fff;border:0;border-radius:4px}}.error{{color:#b00020}}</style>
+<style>body{{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem;color:#222}}label{{display:block;margin-top:1rem}}input{{width:100%;padding:.5rem;box-sizing:border-box}}button{{margin-top:1.5rem;width:100%;padding:.6rem;background:#2457d6;color:#fff;border:0;border-radius:4px}}.error{{color:#b00020}}.or{{text-align:center;color:#666;margin:1rem 0 0}}button.secondary{{margin-top:.5rem;background:none;color:#2457d6;border:1px solid #2457d6}}</style>
 </head><body>{body}</body></html>"#,
         escape(title)
     )

@@ -2,7 +2,7 @@
 //!
 //! The public server speaks two protocols from the same binary, for every Organization,
 //! host-routed (see [`routing`]):
-//! - CentralAuth: `GET|POST /login`, `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`.
+//! - CentralAuth: `GET|POST /login` (and the e-mail code steps `POST /login/email`, `/login/code`), `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`.
 //! - OAuth 2.1 / OIDC: discovery, `/oauth2/{authorize,token,revoke,introspect,userinfo,jwks}`,
 //!   at the root of an organization's own host, or under `/o/<clientId>` on the base domain.
 //!
@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod centralauth;
 pub mod clients;
+pub mod email_login;
 pub mod error;
 pub mod form;
 pub mod keys;
@@ -35,7 +36,9 @@ use axum::routing::{get, post};
 use tracing::Instrument;
 
 use crate::cache::Caches;
+use crate::mail::{Mailer, SmtpSettings};
 use crate::oauth::keys::RotationPolicy;
+use crate::oauth::otp::OtpPolicy;
 use crate::oauth::throttle::Limits;
 use crate::oauth::verifier::SecretVerifier;
 use crate::store::{MemoryStore, Store};
@@ -60,6 +63,10 @@ pub struct Settings {
     pub login_limits: Limits,
     /// Most argon2id verifications running at once.
     pub max_parallel_verifications: usize,
+    /// One-time e-mail codes: lifetime, guesses, sending and failure throttles.
+    pub email_codes: OtpPolicy,
+    /// How SMTP servers are reached (timeout, trusted roots).
+    pub smtp: SmtpSettings,
 }
 
 impl Settings {
@@ -80,6 +87,8 @@ impl Settings {
             client_limits: Limits::default(),
             login_limits: Limits::default(),
             max_parallel_verifications: 4,
+            email_codes: OtpPolicy::default(),
+            smtp: SmtpSettings::default(),
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Metrics (login successes and failures per method).
     pub metrics: crate::metrics::Metrics,
+    /// Sends the code e-mails of the `email` login method.
+    pub mailer: Arc<Mailer>,
 }
 
 impl AppState {
@@ -115,6 +126,7 @@ impl AppState {
             &settings.signing_key_secret,
             settings.rotation,
         );
+        let mailer = Arc::new(Mailer::new(settings.smtp.clone(), &public.base_domain));
         AppState {
             secrets: secrets::SecretsView::start(client, caches.clone()),
             caches,
@@ -122,6 +134,7 @@ impl AppState {
             store: Arc::new(MemoryStore::new()),
             keys,
             verifier: Arc::new(SecretVerifier::new(settings.max_parallel_verifications)),
+            mailer,
             settings: Arc::new(settings),
             metrics: crate::metrics::Metrics::default(),
         }
@@ -148,6 +161,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/oauth2/jwks", get(oauth2::jwks));
     Router::new()
         .route("/login", get(login::get_login).post(login::post_login))
+        .route("/login/email", post(email_login::send_code))
+        .route("/login/code", post(email_login::check_code))
         .route("/api/v1/verify", post(centralauth::verify))
         .route("/api/v1/userinfo", post(centralauth::userinfo))
         .route("/api/v1/logout", post(centralauth::logout))

@@ -1,6 +1,8 @@
 //! The Kubernetes Secrets the request path needs, kept in memory by one watcher per Secret:
 //!
-//! - each organization's `passwords` Secret (accounts for the password login), and
+//! - each organization's `passwords` Secret (accounts for the password login),
+//! - each organization's SMTP credentials Secret (`loginMethods.email.credentialsSecretName`,
+//!   keys `username` and `password`), read when a code e-mail is sent, and
 //! - the Secret of each ClientSecret that currently authenticates (its plaintext is the key
 //!   of the JWE tokens of native apps, which send no secret: the official CentralAuth backend
 //!   library decrypts every access token with its client secret, so the server must encrypt
@@ -93,8 +95,13 @@ fn wanted(caches: &Caches) -> Vec<SecretRef> {
     let mut refs = vec![];
     let orgs = caches.organizations.state();
     for org in &orgs {
-        if let (Some(ns), Some(pw)) = (&org.metadata.namespace, &org.spec.login_methods.passwords) {
+        let Some(ns) = &org.metadata.namespace else { continue };
+        let methods = &org.spec.login_methods;
+        if let Some(pw) = &methods.passwords {
             refs.push((ns.clone(), pw.secret_name.clone()));
+        }
+        if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.as_ref()) {
+            refs.push((ns.clone(), name.clone()));
         }
     }
     for cs in caches.client_secrets.state() {

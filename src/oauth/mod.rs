@@ -5,6 +5,7 @@
 //! - [`redirect`]: strict parsing and the redirect URI rules of both protocols.
 //! - [`grant`]: codes, sessions, refresh-token families in the store.
 //! - [`verifier`]: bounded argon2id verification and the cache of client-secret successes.
+//! - [`otp`]: one-time e-mail login codes (issue, throttle sending, count guesses, burn).
 //! - [`throttle`]: failure counters per client/account and per address.
 //! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
 //! - [`jwe`]: the CentralAuth access token (`dir` + `A256CBC-HS512`).
@@ -15,6 +16,7 @@ pub mod error;
 pub mod grant;
 pub mod jwe;
 pub mod keys;
+pub mod otp;
 pub mod pkce;
 pub mod redirect;
 pub mod throttle;

@@ -2,7 +2,8 @@
 # Installs the third-party clients the tests drive: Debian's chromium (browser test) and wrk
 # (benchmark) when missing, the npm packages of tests/clients/node (openid-client, jose,
 # playwright-core; from package-lock.json) and a Python venv with tests/clients/python's
-# requirements (authlib). Idempotent: skips what is already there.
+# requirements (authlib, and aiosmtpd: the test SMTP server). Idempotent: skips what is already
+# there.
 set -euo pipefail
 cd "$(dirname "$0")"
 

@@ -1,6 +1,7 @@
 //! Secrets, codes, passwords and tokens never reach the logs: the real binary runs with
-//! `RUST_LOG=debug` through a login, a code exchange, userinfo and client credentials, and its
-//! whole output is searched for every generated value.
+//! `RUST_LOG=debug` through a password login, an e-mail code login (with a failed send first,
+//! whose reason is logged), a code exchange, userinfo and client credentials, and its whole
+//! output is searched for every generated value, the SMTP passwords and the e-mail body.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,14 +9,30 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::oauth_support::{Server, location_param, login};
+use crate::smtp_support::{EmailLogin, Security, SmtpServer, code_of, set_smtp_password, smtp_secret};
 use crate::support;
 
 #[tokio::test]
 async fn no_secret_code_password_or_token_in_the_logs() {
     // The in-process server only provides the fixtures; the binary serves the requests.
     let fixtures = Server::start("logs").await;
+    let mut smtp = SmtpServer::start(Security::None, None, Some(("mailer", "smtp-pw-right-7"))).await;
+    smtp_secret(
+        &fixtures.client,
+        &fixtures.ns,
+        "logco-smtp",
+        "mailer",
+        "smtp-pw-wrong-3",
+    )
+    .await;
+    let methods = json!({"passwords": {"secretName": "logco-users"},
+                         "email": smtp.login_method(Security::None, Some("logco-smtp"))});
     let mut t = fixtures
-        .tenant("logco", json!({}), &[("liz@example.com", "pw-liz-secret-1")])
+        .tenant(
+            "logco",
+            json!({"loginMethods": methods}),
+            &[("liz@example.com", "pw-liz-secret-1")],
+        )
         .await;
     t.activate_secret(&fixtures, "logco-secret").await;
     let (port, admin) = (support::free_port(), support::free_port());
@@ -107,6 +124,7 @@ async fn no_secret_code_password_or_token_in_the_logs() {
         .await
         .unwrap();
     assert_eq!(user.status(), 200);
+    let email_code = email_login(&fixtures, &http, &url, &mut smtp).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let output = std::fs::read_to_string(&log_path).unwrap();
@@ -115,13 +133,42 @@ async fn no_secret_code_password_or_token_in_the_logs() {
         output.contains("client authentication") || output.contains("code issued"),
         "debug logs were written"
     );
+    assert!(
+        output.contains("the login code e-mail could not be sent") && output.contains("535"),
+        "the failed send is logged with the server's reason"
+    );
     for (what, value) in [
         ("client secret", t.secret.as_str()),
         ("password", "pw-liz-secret-1"),
         ("code", code.as_str()),
         ("CentralAuth token", access.as_str()),
         ("JWT access token", ready["access_token"].as_str().unwrap()),
+        ("e-mail login code", email_code.as_str()),
+        ("wrong SMTP password", "smtp-pw-wrong-3"),
+        ("SMTP password", "smtp-pw-right-7"),
+        ("e-mail subject", "Your login code for"),
+        ("e-mail body", "nobody can log in"),
     ] {
         assert!(!output.contains(value), "the {what} appears in the logs");
     }
+}
+
+/// An e-mail code login against the binary: the first send fails (the Secret holds a wrong
+/// SMTP password, or the binary has not loaded it yet), the password is fixed, the next send
+/// succeeds and the code logs in. Returns the code.
+async fn email_login(fixtures: &Server, http: &reqwest::Client, url: &str, smtp: &mut SmtpServer) -> String {
+    let flow = EmailLogin::start(http, url).await;
+    assert_eq!(flow.send("max@example.com").await.status(), 503);
+    set_smtp_password(&fixtures.client, &fixtures.ns, "logco-smtp", "smtp-pw-right-7").await;
+    support::wait_until(Duration::from_secs(20), || async {
+        (flow.send("max@example.com").await.status() == 200).then_some(())
+    })
+    .await
+    .expect("the binary never sent the code with the fixed SMTP password");
+    let mail = smtp.next_mail().await;
+    let code = code_of(&mail);
+    let resp = flow.code(&code).await;
+    assert_eq!(resp.status(), 303);
+    assert!(mail["data"].as_str().unwrap().contains("nobody can log in"));
+    code
 }

@@ -120,7 +120,9 @@ impl Server {
     }
 
     /// Creates an organization with a pinned client ID, a passwords Secret with `users`, and
-    /// `extra` merged into its spec; waits until the server sees it.
+    /// `extra` merged into its spec (top-level keys replace the defaults, so an `extra` with
+    /// `loginMethods` decides the methods); waits until the server sees it and the Secrets its
+    /// login methods name.
     pub async fn tenant(&self, name: &str, extra: Value, users: &[(&str, &str)]) -> Tenant {
         let client_id = format!("{name}-{}", &random_token()[..10])
             .to_lowercase()
@@ -156,13 +158,30 @@ impl Server {
         }))
         .unwrap();
         orgs.create(&PostParams::default(), &org).await.unwrap();
+        // Wait for every Secret the login methods name (an `extra` replacing `loginMethods`
+        // may name others than the users Secret).
+        let mut needed = vec![];
+        if let Some(name) = spec
+            .pointer("/loginMethods/passwords/secretName")
+            .and_then(Value::as_str)
+        {
+            needed.push((name.to_string(), "users"));
+        }
+        if let Some(name) = spec
+            .pointer("/loginMethods/email/credentialsSecretName")
+            .and_then(Value::as_str)
+        {
+            needed.push((name.to_string(), "password"));
+        }
         let state = self.state.clone();
-        let (ns, key, cid) = (self.ns.clone(), users_secret.clone(), client_id.clone());
+        let (ns, cid) = (self.ns.clone(), client_id.clone());
         let seen = support::wait_until(Duration::from_secs(20), || {
-            let (state, ns, key, cid) = (state.clone(), ns.clone(), key.clone(), cid.clone());
+            let (state, ns, cid, needed) = (state.clone(), ns.clone(), cid.clone(), needed.clone());
             async move {
                 let org = state.org_by_client_id(&cid)?;
-                state.secrets.value(&ns, &key, "users")?;
+                for (name, key) in &needed {
+                    state.secrets.value(&ns, name, key)?;
+                }
                 Some(org)
             }
         })
@@ -209,6 +228,36 @@ impl Tenant {
     /// `http://<host>:<port>`: where `/login` and `/api/v1/*` are.
     pub fn origin(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// `POST /api/v1/verify` as the CentralAuth web client does (multipart, Basic auth).
+    pub async fn verify(&self, http: &reqwest::Client, code: &str, redirect_uri: &str) -> Value {
+        let form = reqwest::multipart::Form::new()
+            .text("code", code.to_string())
+            .text("redirect_uri", redirect_uri.to_string());
+        let resp = http
+            .post(format!("{}/api/v1/verify", self.origin()))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .multipart(form);
+        resp.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// `POST /api/v1/userinfo?domain=<origin>` with a CentralAuth access token.
+    pub async fn userinfo(&self, http: &reqwest::Client, token: &str, domain: &str) -> Value {
+        let resp = http
+            .post(format!("{}/api/v1/userinfo?domain={domain}", self.origin()))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .body(token.to_string());
+        resp.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// `POST <issuer>/oauth2/token` with `client_secret_basic`.
+    pub async fn token(&self, http: &reqwest::Client, form: &[(&str, &str)]) -> Value {
+        let resp = http
+            .post(format!("{}/oauth2/token", self.issuer))
+            .basic_auth(&self.client_id, Some(&self.secret))
+            .form(form);
+        resp.send().await.unwrap().json().await.unwrap()
     }
 
     /// Creates a ClientSecret with `activation: Immediate`, waits until its controller has
@@ -300,18 +349,8 @@ pub fn hidden(html: &str, name: &str) -> Option<String> {
 /// Scripted login as a browser without JavaScript would do it: GET the authorization URL,
 /// read the form, POST the credentials with the CSRF cookie. Returns the final response.
 pub async fn login(http: &reqwest::Client, authorize_url: &str, email: &str, password: &str) -> reqwest::Response {
-    let page = http.get(authorize_url).send().await.unwrap();
-    assert_eq!(page.status(), 200, "the login page did not render for {authorize_url}");
-    let cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("ca_csrf="))
-        .map(|c| c.split(';').next().unwrap().to_string())
-        .expect("the login page set no CSRF cookie");
+    let (cookie, html) = open_login(http, authorize_url).await;
     let url = reqwest::Url::parse(authorize_url).unwrap();
-    let html = page.text().await.unwrap();
     let form = [
         ("login", hidden(&html, "login").unwrap()),
         ("csrf", hidden(&html, "csrf").unwrap()),
@@ -325,6 +364,22 @@ pub async fn login(http: &reqwest::Client, authorize_url: &str, email: &str, pas
         .send()
         .await
         .unwrap()
+}
+
+/// GETs an authorization URL that must render the login page; returns the CSRF cookie
+/// (`ca_csrf=…`) and the page.
+pub async fn open_login(http: &reqwest::Client, authorize_url: &str) -> (String, String) {
+    let page = http.get(authorize_url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the login page did not render for {authorize_url}");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("ca_csrf="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .expect("the login page set no CSRF cookie");
+    (cookie, page.text().await.unwrap())
 }
 
 /// The query parameters of a `Location` header.

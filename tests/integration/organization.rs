@@ -453,3 +453,22 @@ async fn two_racing_operators_record_one_client_id_per_organization() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_e_mail_sender_that_is_not_an_address_is_reported() {
+    let (_client, _ns, api, _operator) = setup("org-email-sender").await;
+    let email = |from: &str| json!({"smtpHost": "smtp.example.com", "tls": "None", "from": from});
+    let spec = json!({"loginMethods": {"email": email("Acme login")}});
+    api.create(&PostParams::default(), &org("acme", spec)).await.unwrap();
+    let acme = not_ready(&api, "acme", "InvalidSender").await;
+    let message = org_ready(&acme).unwrap().2;
+    assert!(
+        message.contains("\"Acme login\"") && message.contains("login@example.com"),
+        "{message}"
+    );
+    let fix = json!({"spec": {"loginMethods": {"email": email("Acme <login@acme.example>")}}});
+    api.patch("acme", &PatchParams::default(), &Patch::Merge(fix))
+        .await
+        .unwrap();
+    is_ready(&api, "acme").await;
+}
