@@ -38,7 +38,7 @@ use crate::cache::Caches;
 use crate::oauth::keys::RotationPolicy;
 use crate::oauth::throttle::Limits;
 use crate::oauth::verifier::SecretVerifier;
-use crate::store::{MemoryStore, Store};
+use crate::store::{Store, StoreError, StoreUrl};
 use crate::tenant::PublicBase;
 
 /// Tunables of the public server.
@@ -60,6 +60,10 @@ pub struct Settings {
     pub login_limits: Limits,
     /// Most argon2id verifications running at once.
     pub max_parallel_verifications: usize,
+    /// Where sessions, codes and tokens live (`--store`): memory (one replica) or Redis.
+    pub store: StoreUrl,
+    /// Prefix of every Redis key (`--store-key-prefix`).
+    pub store_key_prefix: String,
 }
 
 impl Settings {
@@ -80,6 +84,8 @@ impl Settings {
             client_limits: Limits::default(),
             login_limits: Limits::default(),
             max_parallel_verifications: 4,
+            store: StoreUrl::Memory,
+            store_key_prefix: "centralauth:".into(),
         }
     }
 }
@@ -107,24 +113,32 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Starts the Secret watchers and the signing-key loop; the caches must already run.
-    pub fn start(client: kube::Client, caches: Caches, public: PublicBase, settings: Settings) -> AppState {
+    /// Opens the store `settings.store` names (without connecting: [`Store::ping`] tells when
+    /// it is reachable), starts the Secret watchers and the signing-key loop; the caches must
+    /// already run.
+    pub fn start(
+        client: kube::Client,
+        caches: Caches,
+        public: PublicBase,
+        settings: Settings,
+    ) -> Result<AppState, StoreError> {
+        let store = crate::store::open(&settings.store, &settings.store_key_prefix)?;
         let keys = keys::KeyRing::start(
             client.clone(),
             &settings.namespace,
             &settings.signing_key_secret,
             settings.rotation,
         );
-        AppState {
+        Ok(AppState {
             secrets: secrets::SecretsView::start(client, caches.clone()),
             caches,
             public,
-            store: Arc::new(MemoryStore::new()),
+            store,
             keys,
             verifier: Arc::new(SecretVerifier::new(settings.max_parallel_verifications)),
             settings: Arc::new(settings),
             metrics: crate::metrics::Metrics::default(),
-        }
+        })
     }
 
     /// The same state, reporting into `metrics` (the registry the admin listener serves).

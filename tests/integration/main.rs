@@ -22,3 +22,5 @@ mod oauth_support;
 mod organization;
 mod process;
 mod rbac;
+mod store_binary;
+mod store_replicas;

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::organization::{events_for, org, public, ready_of, start_operator, users_secret, wait_for};
 use crate::support;
+use crate::support::pki::TestPki;
 
 const TEAM: &str = "ABCDE12345";
 const FP1: &str = "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5";
@@ -349,7 +349,7 @@ async fn app_state_for(client: &Client, ns: &str) -> AppState {
     let caches = Caches::start(client);
     caches.wait_until_ready().await;
     let settings = centralauth_operator::http::Settings::new(ns.to_string(), 30 * 24 * 3600);
-    AppState::start(client.clone(), caches, public(), settings)
+    AppState::start(client.clone(), caches, public(), settings).expect("the memory store opens")
 }
 
 /// GETs `path` from `addr` with `Host: host`; `None` unless 200 + application/json.
@@ -506,98 +506,6 @@ fn other_files(wrong: String, html: String) -> Router {
     Router::new()
         .route("/.well-known/apple-app-site-association", route("aasa"))
         .route("/.well-known/assetlinks.json", route("assetlinks"))
-}
-
-/// A throw-away CA and one server certificate for `hosts`, made with the openssl CLI.
-struct TestPki {
-    ca_pem: Vec<u8>,
-    cert_pem: Vec<u8>,
-    key_pem: Vec<u8>,
-}
-
-impl TestPki {
-    fn new(hosts: &[String]) -> TestPki {
-        let dir = std::env::temp_dir().join(format!("centralauth-pki-{}-{}", std::process::id(), hosts[0]));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sans: Vec<String> = hosts.iter().map(|h| format!("DNS:{h}")).collect();
-        std::fs::write(
-            dir.join("ext.cnf"),
-            format!(
-                "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-                sans.join(",")
-            ),
-        )
-        .unwrap();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        openssl(
-            &dir,
-            &[
-                &["req", "-x509"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=centralauth test CA",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(
-            &dir,
-            &[
-                &["req"][..],
-                &ec,
-                &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=app-link host"],
-            ]
-            .concat(),
-        );
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "srv.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "srv.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
-        let pki = TestPki {
-            ca_pem: read("ca.pem"),
-            cert_pem: read("srv.pem"),
-            key_pem: read("srv.key"),
-        };
-        std::fs::remove_dir_all(&dir).ok();
-        pki
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Serves `router` over TLS with the test certificate on a loopback port.

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod redis_server;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
