@@ -75,6 +75,11 @@ pub struct RunArgs {
     #[arg(long, env = "CENTRALAUTH_STORE_KEY_PREFIX", default_value = "centralauth:", value_parser = parse_key_prefix)]
     pub store_key_prefix: String,
 
+    /// PEM file of the CA certificate(s) a `rediss://` store must present a certificate from,
+    /// instead of the system's trust store (e.g. a cluster-internal CA).
+    #[arg(long, env = "CENTRALAUTH_STORE_CA_FILE")]
+    pub store_ca_file: Option<std::path::PathBuf>,
+
     /// The operator's own namespace: the leader Lease and the signing-keys Secret live there.
     /// Default: `POD_NAMESPACE` (the chart sets it from the downward API), else the
     /// kubeconfig's namespace.

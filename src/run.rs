@@ -48,6 +48,15 @@ pub enum RunError {
     /// `--store` is malformed (the message never repeats it: it may hold a password).
     #[error("invalid --store: {0}")]
     StoreUrl(String),
+    /// `--store-ca-file` cannot be read.
+    #[error("cannot read --store-ca-file {path}: {source}")]
+    StoreCa {
+        /// The path from the command line.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The store could not be set up.
     #[error("{0}")]
     Store(#[source] StoreError),
@@ -88,6 +97,13 @@ pub fn init_tracing(format: LogFormat) {
 /// serving for `--shutdown-delay`, then stop accepting and finish the requests in flight.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let store_url = args.store.url().map_err(RunError::StoreUrl)?;
+    let store_ca_pem = match &args.store_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|source| RunError::StoreCa {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
     let client = Client::try_default().await.map_err(RunError::KubeConfig)?;
     let lease = lease_config(&args, &client)?;
     let namespace = own_namespace(&args, &client);
@@ -117,6 +133,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     settings.signing_key_secret = args.signing_key_secret.clone();
     settings.store = store_url;
     settings.store_key_prefix = args.store_key_prefix.clone();
+    settings.store_ca_pem = store_ca_pem;
     tracing::info!(store = ?settings.store, "session store");
     let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings)
         .map_err(RunError::Store)?

@@ -64,6 +64,9 @@ pub struct Settings {
     pub store: StoreUrl,
     /// Prefix of every Redis key (`--store-key-prefix`).
     pub store_key_prefix: String,
+    /// PEM CA certificates a `rediss://` store must be signed by (`--store-ca-file`); `None`:
+    /// the system's trust store.
+    pub store_ca_pem: Option<Vec<u8>>,
 }
 
 impl Settings {
@@ -86,6 +89,7 @@ impl Settings {
             max_parallel_verifications: 4,
             store: StoreUrl::Memory,
             store_key_prefix: "centralauth:".into(),
+            store_ca_pem: None,
         }
     }
 }
@@ -122,7 +126,11 @@ impl AppState {
         public: PublicBase,
         settings: Settings,
     ) -> Result<AppState, StoreError> {
-        let store = crate::store::open(&settings.store, &settings.store_key_prefix)?;
+        let store = crate::store::open(
+            &settings.store,
+            &settings.store_key_prefix,
+            settings.store_ca_pem.as_deref(),
+        )?;
         let keys = keys::KeyRing::start(
             client.clone(),
             &settings.namespace,

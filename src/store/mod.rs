@@ -10,6 +10,11 @@
 //!
 //! Keys are namespaced strings (`code:…`, `session:…`); secrets (codes, refresh tokens) are
 //! never keys themselves, only their SHA-256, so a dump of the store yields nothing usable.
+//!
+//! [`MemoryStore`] (the default) is correct for one replica only: with several, a logout or a
+//! replayed code at one replica would not reach the others. [`RedisStore`] (`--store
+//! redis://…`) is shared by every replica; it prefixes every key (`--store-key-prefix`) so
+//! several installations can share one Redis. [`open`] picks one from a [`StoreUrl`].
 
 pub mod memory;
 pub mod redis;
@@ -84,12 +89,18 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
-/// Opens the store `url` names; Redis keys all start with `prefix`. Nothing is connected yet:
+/// Opens the store `url` names; Redis keys all start with `prefix`, and `ca_pem` (PEM
+/// certificates) replaces the system's trust store for `rediss://`. Nothing is connected yet:
 /// [`Store::ping`] tells whether the store is reachable.
-pub fn open(url: &StoreUrl, prefix: &str) -> StoreResult<Arc<dyn Store>> {
+pub fn open(url: &StoreUrl, prefix: &str, ca_pem: Option<&[u8]>) -> StoreResult<Arc<dyn Store>> {
     Ok(match url {
+        StoreUrl::Memory if ca_pem.is_some() => {
+            return Err(StoreError(
+                "a CA file for the store is set but the store is `memory`".into(),
+            ));
+        }
         StoreUrl::Memory => Arc::new(MemoryStore::new()),
-        StoreUrl::Redis(url) => Arc::new(RedisStore::new(url, prefix)?),
+        StoreUrl::Redis(url) => Arc::new(RedisStore::new(url, prefix, ca_pem)?),
     })
 }
 

@@ -50,12 +50,18 @@ pub struct RedisUrl {
     raw: String,
     info: Box<ConnectionInfo>,
     shown: String,
+    tls: bool,
 }
 
 impl RedisUrl {
     /// `scheme://host:port/db`, without credentials.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// Whether it is a `rediss://` (TLS) URL.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 }
 
@@ -123,6 +129,7 @@ impl FromStr for RedisUrl {
             raw: s.to_string(),
             info: Box::new(info),
             shown,
+            tls: url.scheme() == "rediss",
         })
     }
 }
@@ -137,13 +144,27 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// A store on `url` whose keys all start with `prefix` (so several installations can share
-    /// one Redis). Connects lazily: the first operation (or [`RedisStore::ping`]) opens the
-    /// connection. Must be called inside a Tokio runtime.
-    pub fn new(url: &RedisUrl, prefix: &str) -> StoreResult<RedisStore> {
+    /// one Redis). With `ca_pem` (PEM certificates), a `rediss://` server must present a
+    /// certificate from those CAs (instead of the system's trust store). Connects lazily: the
+    /// first operation (or [`RedisStore::ping`]) opens the connection. Must be called inside a
+    /// Tokio runtime.
+    pub fn new(url: &RedisUrl, prefix: &str, ca_pem: Option<&[u8]>) -> StoreResult<RedisStore> {
         // redis-rs builds its rustls configuration from the process default provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let target = url.shown().to_string();
-        let client = ::redis::Client::open((*url.info).clone()).map_err(|e| unavailable(&target, &e))?;
+        let info = (*url.info).clone();
+        let client = match ca_pem {
+            None => ::redis::Client::open(info),
+            Some(pem) => {
+                check_ca(url, pem)?;
+                let certs = ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.to_vec()),
+                };
+                ::redis::Client::build_with_tls(info, certs)
+            }
+        }
+        .map_err(|e| unavailable(&target, &e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -180,14 +201,16 @@ impl RedisStore {
             .map_err(|e| unavailable(&self.target, &e))
     }
 
-    /// Fails unless the server is Redis (or a compatible server reporting) 7.0 or newer.
-    async fn check_version(&self) -> StoreResult<()> {
-        let info: String = self.run(::redis::cmd("INFO").arg("server")).await?;
-        let version = info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .map(str::trim)
-            .unwrap_or("unknown");
+    /// Fails unless the server is Redis (or a compatible server reporting) 7.0 or newer; warns
+    /// when it may evict keys, which would forget revocations and used-code markers.
+    async fn check_server(&self) -> StoreResult<()> {
+        let info: String = self.run(::redis::cmd("INFO").arg("server").arg("memory")).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let version = field("redis_version").unwrap_or("unknown");
         if parse_version(version).is_none_or(|v| v < MIN_VERSION) {
             return Err(StoreError(format!(
                 "Redis at {} is version {version}; this server needs Redis 7.0 or newer \
@@ -195,8 +218,35 @@ impl RedisStore {
                 self.target
             )));
         }
+        if let Some(policy) = field("maxmemory_policy").filter(|p| *p != "noeviction") {
+            tracing::warn!(
+                redis = %self.target,
+                policy,
+                "Redis may evict keys when full, forgetting revoked tokens and used codes: \
+                 set maxmemory-policy noeviction (a full Redis then refuses writes instead)"
+            );
+        }
         self.version_checked.store(true, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// A CA bundle only makes sense for TLS, and must hold at least one certificate.
+fn check_ca(url: &RedisUrl, pem: &[u8]) -> StoreResult<()> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    if !url.is_tls() {
+        return Err(StoreError(
+            "a CA file for the store is set but the store URL is redis://: use rediss:// for TLS, or drop the CA file"
+                .into(),
+        ));
+    }
+    let certs = CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>();
+    match certs {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        _ => Err(StoreError(
+            "the store's CA file holds no valid PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        )),
     }
 }
 
@@ -296,11 +346,11 @@ impl Store for RedisStore {
         .boxed()
     }
 
-    /// `PING`, and the first time `INFO server` to check the version.
+    /// `PING`, and the first time `INFO server memory` to check the version and eviction.
     fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
         async move {
             if !self.version_checked.load(Ordering::Relaxed) {
-                self.check_version().await?;
+                self.check_server().await?;
             }
             self.run::<()>(&::redis::cmd("PING")).await
         }
@@ -333,6 +383,16 @@ mod tests {
             assert!(err.contains(says), "{bad}: {err}");
             assert!(!err.contains("hunter2"), "the message repeats the password: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_needs_tls_and_a_certificate() {
+        let plain: RedisUrl = "redis://cache:6379".parse().unwrap();
+        let tls: RedisUrl = "rediss://cache:6379".parse().unwrap();
+        let err = RedisStore::new(&plain, "p:", Some(b"x")).err().unwrap();
+        assert!(err.0.contains("use rediss://"), "{err}");
+        let err = RedisStore::new(&tls, "p:", Some(b"not a pem")).err().unwrap();
+        assert!(err.0.contains("no valid PEM certificate"), "{err}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn redis_url(url: &str) -> RedisUrl {
 /// A Redis store on the shared test server, under a prefix of its own.
 fn redis_store(test: &str) -> Arc<dyn Store> {
     let url = redis_url(&redis_server::shared().url());
-    Arc::new(RedisStore::new(&url, &redis_server::unique_prefix(test)).expect("a Redis store"))
+    Arc::new(RedisStore::new(&url, &redis_server::unique_prefix(test), None).expect("a Redis store"))
 }
 
 async fn put_get_take_delete(s: Arc<dyn Store>) {
@@ -182,8 +182,8 @@ async fn ping_answers(s: Arc<dyn Store>) {
 #[tokio::test]
 async fn redis_prefixes_keep_installations_apart() {
     let url = redis_url(&redis_server::shared().url());
-    let a = RedisStore::new(&url, &redis_server::unique_prefix("install-a")).unwrap();
-    let b = RedisStore::new(&url, &redis_server::unique_prefix("install-b")).unwrap();
+    let a = RedisStore::new(&url, &redis_server::unique_prefix("install-a"), None).unwrap();
+    let b = RedisStore::new(&url, &redis_server::unique_prefix("install-b"), None).unwrap();
     a.put("session:1", b"a".to_vec(), MIN).await.unwrap();
     assert_eq!(b.get("session:1").await.unwrap(), None);
     b.put("session:1", b"b".to_vec(), MIN).await.unwrap();
@@ -193,7 +193,7 @@ async fn redis_prefixes_keep_installations_apart() {
 #[tokio::test]
 async fn redis_store_reconnects_after_a_restart_and_fails_fast_meanwhile() {
     let mut server = RedisServer::start(&[]);
-    let store = RedisStore::new(&redis_url(&server.url()), "t:").unwrap();
+    let store = RedisStore::new(&redis_url(&server.url()), "t:", None).unwrap();
     store.put("k", b"v".to_vec(), MIN).await.unwrap();
     server.stop();
     let started = std::time::Instant::now();
@@ -235,7 +235,7 @@ async fn redis_errors_name_neither_key_nor_value() {
     // A server that does not know GETDEL answers `ERR unknown command 'GETDEL', with args
     // beginning with: '<key>'`: the store's error must not repeat the key.
     let server = RedisServer::start(&["--rename-command", "GETDEL", ""]);
-    let store = RedisStore::new(&redis_url(&server.url()), "t:").unwrap();
+    let store = RedisStore::new(&redis_url(&server.url()), "t:", None).unwrap();
     let key = "code:secret-key-4f1d";
     store.put(key, b"secret-value-9c2e".to_vec(), MIN).await.unwrap();
     let err = store.take(key).await.unwrap_err().to_string();
@@ -251,11 +251,11 @@ async fn redis_errors_name_neither_key_nor_value() {
 async fn redis_authentication_is_used_and_failures_say_what_to_fix() {
     let server = RedisServer::start(&["--requirepass", "hunter2-redis-pw"]);
     let good = format!("redis://:hunter2-redis-pw@127.0.0.1:{}/0", server.port);
-    let store = RedisStore::new(&redis_url(&good), "t:").unwrap();
+    let store = RedisStore::new(&redis_url(&good), "t:", None).unwrap();
     store.ping().await.unwrap();
     store.put("k", b"v".to_vec(), MIN).await.unwrap();
     for url in [format!("redis://:wrong-pw@127.0.0.1:{}/0", server.port), server.url()] {
-        let store = RedisStore::new(&redis_url(&url), "t:").unwrap();
+        let store = RedisStore::new(&redis_url(&url), "t:", None).unwrap();
         let err = store.ping().await.unwrap_err().to_string();
         assert!(err.contains("authentication failed"), "{err}");
         assert!(!err.contains("wrong-pw") && !err.contains("hunter2"), "{err}");

@@ -1,7 +1,7 @@
 //! The operator binary with `--store redis://…`: unready while Redis is unreachable (and ready
 //! once it answers, without a restart), writing to Redis under its key prefix, never logging
-//! the password; `rediss://` verified against the CA that `SSL_CERT_FILE` names and refused
-//! against the system roots; a malformed URL refused at start without repeating it.
+//! the password; `rediss://` verified against the CA of `--store-ca-file` (or of
+//! `SSL_CERT_FILE`) and refused against others, with a warning when Redis may evict keys; a malformed URL refused at start without repeating it.
 
 use std::time::Duration;
 
@@ -12,25 +12,17 @@ use crate::support::{self, wait_until};
 
 const PASSWORD: &str = "redis-pw-3b9f2c71";
 
-/// Starts the operator on `store` in a fresh namespace, with `env` added.
-async fn operator(test: &str, store: &str, prefix: &str, env: &[(&str, &str)]) -> Operator {
+/// Starts the operator on `store` in a fresh namespace, with `extra` flags and `env` added.
+async fn operator(test: &str, store: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
     support::init_crypto();
     let client = support::client().await;
     let ns = support::namespace(&client, test).await;
-    let args = [
-        "--leader-elect=false",
-        "--watch-namespace",
-        &ns,
-        "--store",
-        store,
-        "--store-key-prefix",
-        prefix,
-    ];
+    let args = ["--leader-elect=false", "--watch-namespace", &ns, "--store", store];
     Operator::start_with_env(
         OperatorOptions {
             pod_name: test,
             kubeconfig: None,
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().chain(extra).map(|s| s.to_string()).collect(),
         },
         env,
     )
@@ -67,7 +59,7 @@ async fn binary_is_unready_until_redis_answers_and_never_logs_its_password() {
     let port = redis_server::free_port();
     let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/0");
     let prefix = redis_server::unique_prefix("binary");
-    let op = operator("store-binary", &url, &prefix, &[]).await;
+    let op = operator("store-binary", &url, &["--store-key-prefix", &prefix], &[]).await;
     wait_readyz(&op, 503, "the session store is unreachable").await;
     assert_eq!(
         op.admin_get("/healthz").await.map(|r| r.0),
@@ -109,6 +101,10 @@ async fn binary_is_unready_until_redis_answers_and_never_logs_its_password() {
         "the logs name the server: {logs}"
     );
     assert!(!logs.contains(PASSWORD), "the logs hold the Redis password:\n{logs}");
+    assert!(
+        !logs.contains("maxmemory-policy"),
+        "no eviction warning for a noeviction Redis: {logs}"
+    );
 }
 
 #[tokio::test]
@@ -142,16 +138,26 @@ async fn binary_speaks_tls_to_redis_and_verifies_its_certificate() {
         &ca,
         "--tls-auth-clients",
         "no",
+        "--maxmemory-policy",
+        "allkeys-lru",
     ]);
     let url = format!("rediss://localhost:{tls_port}/0");
 
-    let trusted = operator("store-tls", &url, "tls:", &[("SSL_CERT_FILE", &ca)]).await;
+    let trusted = operator("store-tls", &url, &["--store-ca-file", &ca], &[]).await;
     wait_readyz(&trusted, 200, "ready").await;
+    let logs = trusted.logs();
+    assert!(
+        logs.contains("set maxmemory-policy noeviction"),
+        "a Redis that evicts is worth a warning: {logs}"
+    );
+    // The system trust store (the default) can be pointed at the CA too.
+    let via_env = operator("store-tls-env", &url, &[], &[("SSL_CERT_FILE", &ca)]).await;
+    wait_readyz(&via_env, 200, "ready").await;
 
     // The same server is refused when its CA is not trusted: verification is on.
     let empty = path("empty.pem");
     std::fs::write(&empty, "").unwrap();
-    let untrusted = operator("store-tls-untrusted", &url, "tls:", &[("SSL_CERT_FILE", &empty)]).await;
+    let untrusted = operator("store-tls-untrusted", &url, &[], &[("SSL_CERT_FILE", &empty)]).await;
     wait_readyz(&untrusted, 503, "the session store is unreachable").await;
     let logs = untrusted.logs();
     let why = logs.lines().find(|l| l.contains("session store unreachable"));
