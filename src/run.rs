@@ -80,6 +80,14 @@ pub enum RunError {
     },
 }
 
+impl RunError {
+    /// Whether a flag's value is malformed: exit code 2, as for the flags the argument parser
+    /// checks itself.
+    pub fn is_usage_error(&self) -> bool {
+        matches!(self, RunError::StoreUrl(_))
+    }
+}
+
 /// Sets up `tracing` output; `RUST_LOG` overrides the default `info` level.
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

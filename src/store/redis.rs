@@ -10,16 +10,18 @@
 //! does. A transaction rather than a Lua script because it needs no scripting permission (many
 //! managed Redis offerings and ACL setups deny `EVAL`), no script cache (`NOSCRIPT` after a
 //! failover or `SCRIPT FLUSH`), and there is no branch to express: `NX` is the condition.
-//! These commands need Redis 7.0 or newer (`PEXPIRE … NX`); [`RedisStore::ping`] refuses older
-//! servers with a message saying so.
+//! These commands need Redis 7.0 or newer (`PEXPIRE … NX`).
 //!
 //! Connections: one multiplexed connection per process, managed by `redis`'s
 //! `ConnectionManager`, opened lazily on first use and re-opened after any I/O failure, with
 //! connect and response timeouts so a lost Redis fails requests fast ("retry later") instead of
 //! hanging them. A command is never retried by the client, so `INCR` or `SET … GET` cannot run
 //! twice. `rediss://` uses rustls with the `ring` provider (the crate's only TLS stack) and the
-//! system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` select another CA bundle); turning
-//! certificate verification off (`#insecure`) is refused.
+//! system's trust store (which `SSL_CERT_FILE` / `SSL_CERT_DIR` replace), or only the CAs given
+//! to [`RedisStore::new`] (`--store-ca-file`); turning certificate verification off
+//! (`#insecure`) is refused. The first [`RedisStore::ping`] also reads `INFO server memory`:
+//! it refuses a server older than 7.0 and warns when `maxmemory-policy` lets Redis evict keys
+//! (a forgotten revocation or used-code marker would re-enable what it stopped).
 //!
 //! Errors never carry a key or a value: Redis echoes arguments in some error replies
 //! (`ERR unknown command 'X', with args beginning with: …`), so only the reply's error code and

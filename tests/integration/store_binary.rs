@@ -175,7 +175,7 @@ fn binary_refuses_a_malformed_store_url_without_repeating_it() {
         .arg(format!("redis://:{PASSWORD}@cache.example/not-a-db"))
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a usage error, like the flags clap checks");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("invalid --store") && stderr.contains("database number"),
