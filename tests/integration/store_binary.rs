@@ -12,12 +12,12 @@ use crate::support::{self, wait_until};
 
 const PASSWORD: &str = "redis-pw-3b9f2c71";
 
-/// Starts the operator on `store` in a fresh namespace, with `extra` flags and `env` added.
-async fn operator(test: &str, store: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+/// Starts the operator in a fresh namespace with `extra` flags and `env` added.
+async fn operator(test: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
     support::init_crypto();
     let client = support::client().await;
     let ns = support::namespace(&client, test).await;
-    let args = ["--leader-elect=false", "--watch-namespace", &ns, "--store", store];
+    let args = ["--leader-elect=false", "--watch-namespace", &ns];
     Operator::start_with_env(
         OperatorOptions {
             pod_name: test,
@@ -59,7 +59,12 @@ async fn binary_is_unready_until_redis_answers_and_never_logs_its_password() {
     let port = redis_server::free_port();
     let url = format!("redis://:{PASSWORD}@127.0.0.1:{port}/0");
     let prefix = redis_server::unique_prefix("binary");
-    let op = operator("store-binary", &url, &["--store-key-prefix", &prefix], &[]).await;
+    // The URL in the environment, as the chart passes it from a Secret (`secretKeyRef`).
+    let env = [
+        ("CENTRALAUTH_STORE", url.as_str()),
+        ("CENTRALAUTH_STORE_KEY_PREFIX", &prefix),
+    ];
+    let op = operator("store-binary", &[], &env).await;
     wait_readyz(&op, 503, "the session store is unreachable").await;
     assert_eq!(
         op.admin_get("/healthz").await.map(|r| r.0),
@@ -143,7 +148,7 @@ async fn binary_speaks_tls_to_redis_and_verifies_its_certificate() {
     ]);
     let url = format!("rediss://localhost:{tls_port}/0");
 
-    let trusted = operator("store-tls", &url, &["--store-ca-file", &ca], &[]).await;
+    let trusted = operator("store-tls", &["--store", &url, "--store-ca-file", &ca], &[]).await;
     wait_readyz(&trusted, 200, "ready").await;
     let logs = trusted.logs();
     assert!(
@@ -151,13 +156,13 @@ async fn binary_speaks_tls_to_redis_and_verifies_its_certificate() {
         "a Redis that evicts is worth a warning: {logs}"
     );
     // The system trust store (the default) can be pointed at the CA too.
-    let via_env = operator("store-tls-env", &url, &[], &[("SSL_CERT_FILE", &ca)]).await;
+    let via_env = operator("store-tls-env", &["--store", &url], &[("SSL_CERT_FILE", &ca)]).await;
     wait_readyz(&via_env, 200, "ready").await;
 
     // The same server is refused when its CA is not trusted: verification is on.
     let empty = path("empty.pem");
     std::fs::write(&empty, "").unwrap();
-    let untrusted = operator("store-tls-untrusted", &url, &[], &[("SSL_CERT_FILE", &empty)]).await;
+    let untrusted = operator("store-tls-untrusted", &["--store", &url], &[("SSL_CERT_FILE", &empty)]).await;
     wait_readyz(&untrusted, 503, "the session store is unreachable").await;
     let logs = untrusted.logs();
     let why = logs.lines().find(|l| l.contains("session store unreachable"));
