@@ -64,10 +64,21 @@ pub struct RunArgs {
     #[arg(long, env = "CENTRALAUTH_ADMIN_LISTEN", default_value = "0.0.0.0:8081")]
     pub admin_listen: SocketAddr,
 
-    /// Where sessions, codes and tokens live: `memory` (one replica) or `redis://host:port/db`
-    /// (several replicas).
+    /// Where sessions, codes and tokens live: `memory` (one replica) or
+    /// `redis://[user:password@]host[:port][/db]` / `rediss://…` (several replicas, Redis 7.0 or
+    /// newer). `/readyz` stays unready while Redis is unreachable.
     #[arg(long, env = "CENTRALAUTH_STORE", default_value = "memory")]
-    pub store: StoreUrl,
+    pub store: StoreArg,
+
+    /// Prefix of every Redis key, so several installations can share one Redis (each with its
+    /// own prefix). Every replica of one installation must use the same.
+    #[arg(long, env = "CENTRALAUTH_STORE_KEY_PREFIX", default_value = "centralauth:", value_parser = parse_key_prefix)]
+    pub store_key_prefix: String,
+
+    /// PEM file of the CA certificate(s) a `rediss://` store must present a certificate from,
+    /// instead of the system's trust store (e.g. a cluster-internal CA).
+    #[arg(long, env = "CENTRALAUTH_STORE_CA_FILE")]
+    pub store_ca_file: Option<std::path::PathBuf>,
 
     /// The operator's own namespace: the leader Lease and the signing-keys Secret live there.
     /// Default: `POD_NAMESPACE` (the chart sets it from the downward API), else the
@@ -164,31 +175,44 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where the session/code store lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreUrl {
-    /// In process memory: only correct with one replica.
-    Memory,
-    /// A Redis server, shared by every replica. Holds the full `redis://` or `rediss://` URL.
-    Redis(String),
-}
+pub use crate::store::StoreUrl;
 
-impl FromStr for StoreUrl {
-    type Err = String;
+/// The `--store` value as given. It is validated by [`StoreArg::url`] when `run` starts rather
+/// than by the argument parser, which would repeat a malformed value — and a Redis URL may hold
+/// a password — in its error message. `Debug` never shows it either.
+#[derive(Clone)]
+pub struct StoreArg(String);
+
+impl FromStr for StoreArg {
+    type Err = std::convert::Infallible;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "memory" {
-            return Ok(StoreUrl::Memory);
+        Ok(StoreArg(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for StoreArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.url() {
+            Ok(url) => write!(f, "{url:?}"),
+            Err(_) => f.write_str("<invalid store URL>"),
         }
-        let rest = s
-            .strip_prefix("redis://")
-            .or_else(|| s.strip_prefix("rediss://"))
-            .ok_or_else(|| "expected `memory` or a `redis://host:port[/db]` URL".to_string())?;
-        let host = rest.rsplit('@').next().unwrap_or_default();
-        if host.is_empty() || host.starts_with('/') || host.starts_with(':') {
-            return Err("the redis URL has no host: expected `redis://host:port[/db]`".to_string());
-        }
-        Ok(StoreUrl::Redis(s.to_string()))
+    }
+}
+
+impl StoreArg {
+    /// The validated store URL; the message says what to fix without repeating the value.
+    pub fn url(&self) -> Result<StoreUrl, String> {
+        self.0.parse()
+    }
+}
+
+/// A Redis key prefix: at most 64 printable ASCII characters, no spaces.
+fn parse_key_prefix(s: &str) -> Result<String, String> {
+    if s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s.to_string())
+    } else {
+        Err("expected at most 64 printable ASCII characters without spaces, such as `centralauth:`".to_string())
     }
 }
 
@@ -245,13 +269,35 @@ mod tests {
     #[test]
     fn store_urls() {
         assert_eq!("memory".parse::<StoreUrl>(), Ok(StoreUrl::Memory));
-        assert_eq!(
-            "redis://127.0.0.1:6379/0".parse::<StoreUrl>(),
-            Ok(StoreUrl::Redis("redis://127.0.0.1:6379/0".into()))
-        );
+        let Ok(StoreUrl::Redis(url)) = "redis://127.0.0.1:6379/0".parse::<StoreUrl>() else {
+            panic!("a redis URL")
+        };
+        assert_eq!(url.shown(), "redis://127.0.0.1:6379/0");
         assert!("redis://".parse::<StoreUrl>().is_err());
         assert!("postgres://x".parse::<StoreUrl>().is_err());
         assert!("mem".parse::<StoreUrl>().is_err());
+    }
+
+    #[test]
+    fn a_bad_store_url_is_refused_at_start_without_repeating_it() {
+        let cli = Cli::try_parse_from([
+            "centralauth-operator",
+            "run",
+            "--base-domain",
+            "a.b",
+            "--store",
+            "redis://:hunter2@cache/notadb",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else { panic!() };
+        let err = args.store.url().unwrap_err();
+        assert!(err.contains("database number"), "{err}");
+        assert!(!format!("{err} {args:?}").contains("hunter2"));
+        assert_eq!(args.store_key_prefix, "centralauth:");
+        let ok: StoreArg = "redis://:hunter2@cache:6380/1".parse().unwrap();
+        assert_eq!(format!("{ok:?}"), "Redis(redis://cache:6380/1)");
+        assert!(parse_key_prefix("team a:").is_err());
+        assert!(parse_key_prefix("prod/centralauth:").is_ok());
     }
 
     #[test]

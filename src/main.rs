@@ -30,7 +30,11 @@ async fn command(cli: Cli) -> ExitCode {
                 Err(err) => {
                     tracing::error!(error = %err, "centralauth-operator stopped");
                     eprintln!("error: {err}");
-                    ExitCode::FAILURE
+                    if err.is_usage_error() {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::FAILURE
+                    }
                 }
             }
         }

@@ -18,6 +18,12 @@ use crate::crd::GROUP;
 use crate::http::admin::{self, Health};
 use crate::leader::{self, Elector, LeaseConfig, LeaseConfigError};
 use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// Interval between checks of the session store while it answers.
+const STORE_CHECK_EVERY: Duration = Duration::from_secs(5);
+/// Interval between checks while it does not (so readiness returns quickly).
+const STORE_RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// Why `run` stopped.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,21 @@ pub enum RunError {
     /// The leader-election flags cannot work.
     #[error("invalid leader election settings: {0}")]
     Lease(#[source] LeaseConfigError),
+    /// `--store` is malformed (the message never repeats it: it may hold a password).
+    #[error("invalid --store: {0}")]
+    StoreUrl(String),
+    /// `--store-ca-file` cannot be read.
+    #[error("cannot read --store-ca-file {path}: {source}")]
+    StoreCa {
+        /// The path from the command line.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be set up.
+    #[error("{0}")]
+    Store(#[source] StoreError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -59,6 +80,14 @@ pub enum RunError {
     },
 }
 
+impl RunError {
+    /// Whether a flag's value is malformed: exit code 2, as for the flags the argument parser
+    /// checks itself.
+    pub fn is_usage_error(&self) -> bool {
+        matches!(self, RunError::StoreUrl(_))
+    }
+}
+
 /// Sets up `tracing` output; `RUST_LOG` overrides the default `info` level.
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -75,6 +104,14 @@ pub fn init_tracing(format: LogFormat) {
 /// unready at once, the leader stops its controllers and releases the lease, the listeners keep
 /// serving for `--shutdown-delay`, then stop accepting and finish the requests in flight.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let store_url = args.store.url().map_err(RunError::StoreUrl)?;
+    let store_ca_pem = match &args.store_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|source| RunError::StoreCa {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
     let client = Client::try_default().await.map_err(RunError::KubeConfig)?;
     let lease = lease_config(&args, &client)?;
     let namespace = own_namespace(&args, &client);
@@ -97,13 +134,19 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let controllers = run_controllers(client.clone(), lease, ctx, metrics.clone(), wait_for(terminating));
     let admin = serve(
         admin_listener,
-        admin::router(health, metrics.clone()),
+        admin::router(health.clone(), metrics.clone()),
         wait_for(stop_serving.clone()),
     );
     let mut settings = crate::http::Settings::new(namespace, args.signing_key_rotation_seconds);
     settings.signing_key_secret = args.signing_key_secret.clone();
+    settings.store = store_url;
+    settings.store_key_prefix = args.store_key_prefix.clone();
+    settings.store_ca_pem = store_ca_pem;
+    tracing::info!(store = ?settings.store, "session store");
     let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings)
+        .map_err(RunError::Store)?
         .with_metrics(metrics.clone());
+    tokio::spawn(watch_store(state.store.clone(), health.clone()));
     let public_router = metrics.http_layer(crate::http::public_router(state));
     let public = crate::http::serve(public_listener, public_router, wait_for(stop_serving));
     let ((), a, p) = tokio::join!(controllers, admin, public);
@@ -167,6 +210,30 @@ async fn mark_ready_when_synced(caches: Caches, health: Arc<Health>) {
     caches.wait_until_ready().await;
     tracing::info!("caches synced; ready");
     health.set_ready(true);
+}
+
+/// Checks the session store every few seconds and reports it in `/readyz`: a replica that
+/// cannot reach Redis must not get traffic (it could neither log anyone in nor see a logout).
+/// It keeps running and retrying rather than exiting, so a Redis that starts after the operator
+/// (or comes back after a failover) makes it ready without a restart; `/healthz` stays up.
+/// Logs each change, with the cause and what to fix.
+pub async fn watch_store(store: Arc<dyn Store>, health: Arc<Health>) {
+    let mut last: Option<bool> = None;
+    loop {
+        let result = match tokio::time::timeout(STORE_RETRY_EVERY * 5, store.ping()).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError("no answer within 5 s".into())),
+        };
+        let ok = result.is_ok();
+        match (&result, last) {
+            (Ok(()), Some(true)) | (Err(_), Some(false)) => {}
+            (Ok(()), _) => tracing::info!("session store reachable"),
+            (Err(err), _) => tracing::warn!(error = %err, "session store unreachable: not ready until it answers"),
+        }
+        health.set_store_reachable(ok);
+        last = Some(ok);
+        tokio::time::sleep(if ok { STORE_CHECK_EVERY } else { STORE_RETRY_EVERY }).await;
+    }
 }
 
 /// Two signals derived from SIGTERM / Ctrl-C: `terminating` fires at once (and `/readyz` turns

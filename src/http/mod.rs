@@ -41,7 +41,7 @@ use crate::oauth::keys::RotationPolicy;
 use crate::oauth::otp::OtpPolicy;
 use crate::oauth::throttle::Limits;
 use crate::oauth::verifier::SecretVerifier;
-use crate::store::{MemoryStore, Store};
+use crate::store::{Store, StoreError, StoreUrl};
 use crate::tenant::PublicBase;
 
 /// Tunables of the public server.
@@ -67,6 +67,13 @@ pub struct Settings {
     pub email_codes: OtpPolicy,
     /// How SMTP servers are reached (timeout, trusted roots).
     pub smtp: SmtpSettings,
+    /// Where sessions, codes and tokens live (`--store`): memory (one replica) or Redis.
+    pub store: StoreUrl,
+    /// Prefix of every Redis key (`--store-key-prefix`).
+    pub store_key_prefix: String,
+    /// PEM CA certificates a `rediss://` store must be signed by (`--store-ca-file`); `None`:
+    /// the system's trust store.
+    pub store_ca_pem: Option<Vec<u8>>,
 }
 
 impl Settings {
@@ -89,6 +96,9 @@ impl Settings {
             max_parallel_verifications: 4,
             email_codes: OtpPolicy::default(),
             smtp: SmtpSettings::default(),
+            store: StoreUrl::Memory,
+            store_key_prefix: "centralauth:".into(),
+            store_ca_pem: None,
         }
     }
 }
@@ -118,8 +128,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Starts the Secret watchers and the signing-key loop; the caches must already run.
-    pub fn start(client: kube::Client, caches: Caches, public: PublicBase, settings: Settings) -> AppState {
+    /// Opens the store `settings.store` names (without connecting: [`Store::ping`] tells when
+    /// it is reachable), starts the Secret watchers and the signing-key loop; the caches must
+    /// already run.
+    pub fn start(
+        client: kube::Client,
+        caches: Caches,
+        public: PublicBase,
+        settings: Settings,
+    ) -> Result<AppState, StoreError> {
+        let store = crate::store::open(
+            &settings.store,
+            &settings.store_key_prefix,
+            settings.store_ca_pem.as_deref(),
+        )?;
         let keys = keys::KeyRing::start(
             client.clone(),
             &settings.namespace,
@@ -127,17 +149,17 @@ impl AppState {
             settings.rotation,
         );
         let mailer = Arc::new(Mailer::new(settings.smtp.clone(), &public.base_domain));
-        AppState {
+        Ok(AppState {
             secrets: secrets::SecretsView::start(client, caches.clone()),
             caches,
             public,
-            store: Arc::new(MemoryStore::new()),
+            store,
             keys,
             verifier: Arc::new(SecretVerifier::new(settings.max_parallel_verifications)),
             mailer,
             settings: Arc::new(settings),
             metrics: crate::metrics::Metrics::default(),
-        }
+        })
     }
 
     /// The same state, reporting into `metrics` (the registry the admin listener serves).

@@ -10,14 +10,27 @@
 //!
 //! Keys are namespaced strings (`code:…`, `session:…`); secrets (codes, refresh tokens) are
 //! never keys themselves, only their SHA-256, so a dump of the store yields nothing usable.
+//!
+//! [`MemoryStore`] (the default) is correct for one replica only: with several, a logout or a
+//! replayed code at one replica would not reach the others. [`RedisStore`] (`--store
+//! redis://…`) is shared by every replica; it prefixes every key (`--store-key-prefix`) so
+//! several installations can share one Redis. [`open`] picks one from a [`StoreUrl`].
 
 pub mod memory;
+pub mod redis;
+#[cfg(test)]
+#[path = "../../tests/integration/support/redis_server.rs"]
+mod redis_server;
+#[cfg(test)]
+mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 
 pub use memory::MemoryStore;
+pub use redis::{RedisStore, RedisUrl};
 
 /// The store failed (only the Redis implementation can: connection errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +56,52 @@ pub trait Store: Send + Sync + 'static {
     fn incr<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, StoreResult<u64>>;
     /// Sets a new expiry on `key`; false when it does not exist.
     fn touch<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, StoreResult<bool>>;
+    /// Succeeds when the store is reachable and usable (what `/readyz` waits for). The memory
+    /// store always is.
+    fn ping(&self) -> BoxFuture<'_, StoreResult<()>> {
+        futures::future::ready(Ok(())).boxed()
+    }
+}
+
+/// Where the store lives: `--store memory` or `--store redis[s]://…`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum StoreUrl {
+    /// In process memory: only correct with one replica.
+    #[default]
+    Memory,
+    /// A Redis server shared by every replica.
+    Redis(RedisUrl),
+}
+
+impl std::str::FromStr for StoreUrl {
+    type Err = String;
+
+    /// `memory`, or a `redis://` / `rediss://` URL (see [`RedisUrl`]). Messages never repeat
+    /// the value, which may hold a password.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "memory" {
+            return Ok(StoreUrl::Memory);
+        }
+        if !s.starts_with("redis://") && !s.starts_with("rediss://") {
+            return Err("expected `memory` or a `redis://host:port[/db]` (or `rediss://…`) URL".to_string());
+        }
+        s.parse().map(StoreUrl::Redis)
+    }
+}
+
+/// Opens the store `url` names; Redis keys all start with `prefix`, and `ca_pem` (PEM
+/// certificates) replaces the system's trust store for `rediss://`. Nothing is connected yet:
+/// [`Store::ping`] tells whether the store is reachable.
+pub fn open(url: &StoreUrl, prefix: &str, ca_pem: Option<&[u8]>) -> StoreResult<Arc<dyn Store>> {
+    Ok(match url {
+        StoreUrl::Memory if ca_pem.is_some() => {
+            return Err(StoreError(
+                "a CA file for the store is set but the store is `memory`".into(),
+            ));
+        }
+        StoreUrl::Memory => Arc::new(MemoryStore::new()),
+        StoreUrl::Redis(url) => Arc::new(RedisStore::new(url, prefix, ca_pem)?),
+    })
 }
 
 /// SHA-256 hex of a secret value, used in keys instead of the value.

@@ -6,9 +6,12 @@ Not a test: prints figures and ratios. Needs wrk (apt), the test control plane
 --examples; set PROFILE=release after `cargo build --release --examples` for production-like
 figures). Everything runs on 127.0.0.1 and stops by itself.
 
-    python3 tests/bench/token_bench.py [seconds]
+    python3 tests/bench/token_bench.py [seconds] [--store memory|redis|both]
 
-Measures, each with wrk -t2 -c16 for `seconds` (default 5):
+Measures, each with wrk -t2 -c16 for `seconds` (default 5), once per store (`--store`,
+default memory; `both` runs memory then Redis and prints the Redis figures as a ratio of the
+memory ones; Redis is Debian's redis-server, started here on a loopback port without
+persistence):
   1. client_credentials at /o/<cid>/oauth2/token (Basic auth; verified once, then cached);
   2. authorization_code exchange at the same endpoint, each request a fresh code (minted
      beforehand through /oauth2/authorize with a session cookie; codes live 60 s);
@@ -16,13 +19,18 @@ Measures, each with wrk -t2 -c16 for `seconds` (default 5):
 plus examples/bench_verify (cold argon2id vs cached verification).
 """
 
-import base64, hashlib, json, os, random, re, socket, string, subprocess, sys, tempfile, time
+import argparse, base64, hashlib, json, os, random, re, shutil, socket, string, subprocess, sys, tempfile, time
 import urllib.parse, urllib.request, http.client
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROFILE = os.environ.get("PROFILE", "debug")
 BIN = os.path.join(ROOT, "target", PROFILE)
-SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+_parser = argparse.ArgumentParser(description="Token endpoint throughput next to a bare axum handler.")
+_parser.add_argument("seconds", nargs="?", type=int, default=5, help="wrk duration of each run (default 5)")
+_parser.add_argument("--store", choices=["memory", "redis", "both"], default="memory",
+                     help="session store of the operator (both: memory, then Redis, with ratios)")
+OPTIONS = _parser.parse_args()
+SECONDS = OPTIONS.seconds
 TESTENV = os.path.join(ROOT, "tests/testenv/testenv.sh")
 
 
@@ -40,11 +48,11 @@ def kubectl(*args, input=None):
     return sh(TESTENV, "kubectl", *args, input=input)
 
 
-def wait_http(url, timeout=30):
+def wait_http(url, timeout=30, method="GET"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1)
+            urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=1)
             return
         except Exception:
             time.sleep(0.2)
@@ -64,7 +72,7 @@ def wrk(url, lua):
 
 COUNT_LUA = """
 local threads = {}
-setup = function(thread) table.insert(threads, thread) end
+setup = function(thread) thread:set("tid", #threads) table.insert(threads, thread) end
 ok = 0
 response = function(status, headers, body) if status == 200 then ok = ok + 1 end end
 done = function(summary, latency, requests)
@@ -95,15 +103,71 @@ def main():
         ]}
     kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
-    port, admin, base_port = free_port(), free_port(), free_port()
-    procs = [
-        subprocess.Popen([os.path.join(BIN, "centralauth-operator"), "run", "--base-domain", "localhost",
-                          "--public-scheme", "http", "--public-port", str(port), "--listen", f"127.0.0.1:{port}",
-                          "--admin-listen", f"127.0.0.1:{admin}", "--namespace", ns, "--watch-namespace", ns,
-                          "--leader-elect=false"],
-                         env=dict(env, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([os.path.join(BIN, "examples", "bench_baseline"), str(base_port)]),
-    ]
+    stores = ["memory", "redis"] if OPTIONS.store == "both" else [OPTIONS.store]
+    base_port = free_port()
+    baseline = subprocess.Popen([os.path.join(BIN, "examples", "bench_baseline"), str(base_port)])
+    redis = None
+    results = {}
+    try:
+        for store in stores:
+            store_url = None
+            if store == "redis":
+                redis = start_redis()
+                store_url = f"redis://127.0.0.1:{redis[1]}/0"
+            results[store] = measure(env, ns, cid, store_url)
+        wait_http(f"http://127.0.0.1:{base_port}/token", method="POST")
+        ceiling = wrk(f"http://127.0.0.1:{base_port}/token", 'wrk.method = "POST"\n' + COUNT_LUA)
+    finally:
+        baseline.terminate()
+        if redis:
+            redis[0].terminate()
+            redis[0].wait()
+            shutil.rmtree(redis[2], ignore_errors=True)
+        kubectl("delete", "namespace", ns, "--wait=false")
+    print(f"profile={PROFILE}  wrk -t2 -c16 -d{SECONDS}s  (2 cores shared by server, store and load generator)")
+    print(f"{'store':<8}{'endpoint':<22}{'ok req/s':>12}{'latency':>12}{'of ceiling':>12}{'of memory':>12}")
+    for store, by_endpoint in results.items():
+        for name, figures in by_endpoint.items():
+            rps, lat = figures[0], figures[1]
+            vs = results.get("memory", {}).get(name)
+            ratio = f"{rps / vs[0]:>11.1%}" if vs and store != "memory" else f"{'':>11}"
+            minted = f"  ({figures[4]} codes minted)" if len(figures) > 4 else ""
+            print(f"{store:<8}{name:<22}{rps:>12.0f}{lat:>12}{rps / ceiling[0]:>11.1%} {ratio}{minted}")
+    print(f"{'':<8}{'bare axum handler':<22}{ceiling[0]:>12.0f}{ceiling[1]:>12}{1:>11.1%}")
+    print("(authorization_code counts only successful exchanges; each code is single-use)")
+    print(sh(os.path.join(BIN, "examples", "bench_verify"), "20"))
+
+
+def start_redis():
+    """Debian's redis-server on a free loopback port, no persistence: (process, port, dir)."""
+    if not shutil.which("redis-server"):
+        raise SystemExit("redis-server is missing: run tests/clients/install.sh (or apt-get install redis-server)")
+    port, tmp = free_port(), tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(16).startswith(b"+PONG"):
+                    return proc, port, tmp
+        except OSError:
+            time.sleep(0.05)
+    proc.terminate()
+    raise SystemExit("redis-server never answered PING")
+
+
+def measure(env, ns, cid, store_url):
+    """Starts the operator (on `store_url`, else memory), measures both grants, stops it."""
+    port, admin = free_port(), free_port()
+    args = [os.path.join(BIN, "centralauth-operator"), "run", "--base-domain", "localhost",
+            "--public-scheme", "http", "--public-port", str(port), "--listen", f"127.0.0.1:{port}",
+            "--admin-listen", f"127.0.0.1:{admin}", "--namespace", ns, "--watch-namespace", ns,
+            "--leader-elect=false"]
+    if store_url:
+        args += ["--store", store_url, "--store-key-prefix", f"{ns}:"]
+    proc = subprocess.Popen(args, env=dict(env, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         issuer = f"http://localhost:{port}/o/{cid}"
         wait_http(f"{issuer}/oauth2/jwks")
@@ -127,27 +191,22 @@ def main():
         codes = mint_codes(port, cid, challenge, issuer)
         lua_codes = "codes = {" + ",".join(f'"{c}"' for c in codes) + "}\n"
         code_lua = lua_codes + f'''
+-- Each wrk thread has its own Lua state and counter: thread t takes codes t+1, t+3, … so no
+-- code is sent twice (a second presentation is a replay, which revokes the first one's tokens).
 local i = 0
 request = function()
   i = i + 1
-  local c = codes[((i - 1) % #codes) + 1]
+  local c = codes[((i - 1) * 2 + tid) % #codes + 1]
   return wrk.format("POST", nil, {{["Authorization"] = "Basic {basic}", ["Content-Type"] = "application/x-www-form-urlencoded"}},
     "grant_type=authorization_code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&code_verifier={verifier}&code=" .. c)
 end
 ''' + COUNT_LUA
         results["authorization_code"] = wrk(f"{issuer}/oauth2/token", code_lua)
-        results["bare axum handler"] = wrk(f"http://127.0.0.1:{base_port}/token", 'wrk.method = "POST"\n' + COUNT_LUA)
+        results["authorization_code"] += (len(codes),)
+        return results
     finally:
-        for p in procs:
-            p.terminate()
-        kubectl("delete", "namespace", ns, "--wait=false")
-    ceiling = results["bare axum handler"][0]
-    print(f"profile={PROFILE}  wrk -t2 -c16 -d{SECONDS}s  (2 cores shared by server and load generator)")
-    print(f"{'endpoint':<22}{'ok req/s':>12}{'latency':>12}{'of ceiling':>12}")
-    for name, (rps, lat, total, ok) in results.items():
-        print(f"{name:<22}{rps:>12.0f}{lat:>12}{rps / ceiling:>11.1%}")
-    print("(authorization_code counts only successful exchanges; each code is single-use)")
-    print(sh(os.path.join(BIN, "examples", "bench_verify"), "20"))
+        proc.terminate()
+        proc.wait()
 
 
 def mint_codes(port, cid, challenge, issuer):
@@ -167,8 +226,10 @@ def mint_codes(port, cid, challenge, issuer):
     r = conn.getresponse()
     r.read()
     session = [v for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("ca_session=")][0].split(";")[0]
-    codes, deadline = [], time.time() + 20
-    while len(codes) < 20000 and time.time() < deadline:
+    # Enough codes for wrk not to run out (more than either store redeems in SECONDS), minted
+    # within 40 s so the first ones are still valid (60 s) when wrk reaches them.
+    codes, deadline = [], time.time() + 40
+    while len(codes) < SECONDS * 8000 and time.time() < deadline:
         conn.request("GET", path, headers={"Host": f"localhost:{port}", "Cookie": session})
         r = conn.getresponse()
         r.read()

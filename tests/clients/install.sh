@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Installs the third-party clients the tests drive: Debian's chromium (browser test) and wrk
-# (benchmark) when missing, the npm packages of tests/clients/node (openid-client, jose,
-# playwright-core; from package-lock.json) and a Python venv with tests/clients/python's
-# requirements (authlib, and aiosmtpd: the test SMTP server). Idempotent: skips what is already
-# there.
+# Installs the third-party clients and servers the tests drive: Debian's chromium (browser
+# test), wrk (benchmark) and redis-server (the Redis store's tests, which start their own
+# servers on loopback ports) when missing, the npm packages of tests/clients/node
+# (openid-client, jose, playwright-core; from package-lock.json) and a Python venv with
+# tests/clients/python's requirements (authlib, and aiosmtpd: the test SMTP server). Idempotent: skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
-for pair in chromium:chromium wrk:wrk node:nodejs npm:npm; do
+for pair in chromium:chromium wrk:wrk redis-server:redis-server node:nodejs npm:npm; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -135,6 +135,11 @@ async fn ha_values_render_replicas_redis_ingress_and_service_monitor() {
         env(deployment, "CENTRALAUTH_STORE")["value"],
         "redis://redis.centralauth.svc:6379/0"
     );
+    assert_eq!(
+        env(deployment, "CENTRALAUTH_STORE_KEY_PREFIX")["value"],
+        "centralauth/ca-centralauth-operator:",
+        "each release keeps its own keys in a shared Redis"
+    );
     let hosts: Vec<&str> = find(&docs, "Ingress")["spec"]["rules"]
         .as_array()
         .unwrap()
@@ -160,8 +165,54 @@ async fn ha_values_render_replicas_redis_ingress_and_service_monitor() {
 }
 
 #[tokio::test]
+async fn redis_url_from_a_secret_with_a_ca_and_a_key_prefix() {
+    let docs = template(&[
+        "--set",
+        "replicas=2",
+        "--set",
+        "store.type=redis",
+        "--set",
+        "store.redis.existingSecret.name=redis-url",
+        "--set",
+        "store.redis.keyPrefix=prod:",
+        "--set",
+        "store.redis.caSecret.name=redis-ca",
+        "--set",
+        "store.redis.caSecret.key=tls.ca",
+    ])
+    .await;
+    let deployment = find(&docs, "Deployment");
+    let store = env(deployment, "CENTRALAUTH_STORE");
+    assert_eq!(
+        store["valueFrom"]["secretKeyRef"],
+        json!({"name": "redis-url", "key": "url"})
+    );
+    assert!(store.get("value").is_none(), "the URL is not in the manifest");
+    assert_eq!(env(deployment, "CENTRALAUTH_STORE_KEY_PREFIX")["value"], "prod:");
+    let ca_file = env(deployment, "CENTRALAUTH_STORE_CA_FILE")["value"].as_str().unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "redis-ca")
+        .expect("the CA is mounted");
+    assert_eq!(format!("{}/ca.crt", mount["mountPath"].as_str().unwrap()), ca_file);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "redis-ca")
+        .unwrap();
+    assert_eq!(
+        volume["secret"],
+        json!({"secretName": "redis-ca", "items": [{"key": "tls.ca", "path": "ca.crt"}]})
+    );
+}
+
+#[tokio::test]
 async fn the_values_schema_refuses_bad_values_with_clear_messages() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--set", "replicas=two"], "at '/replicas': got string, want integer"),
         (&["--set", "logFormat=xml"], "at '/logFormat'"),
         (&["--set", "baseDomain=https://auth.example.com"], "at '/baseDomain'"),
@@ -170,6 +221,21 @@ async fn the_values_schema_refuses_bad_values_with_clear_messages() {
         (
             &["--set", "replicas=3"],
             "replicas > 1 needs store.type: redis (with store.redis.url or store.redis.existingSecret)",
+        ),
+        (
+            &["--set", "store.redis.keyPrefix=team a:"],
+            "at '/store/redis/keyPrefix'",
+        ),
+        (
+            &[
+                "--set",
+                "store.type=redis",
+                "--set",
+                "store.redis.url=redis://cache:6379/0",
+                "--set",
+                "store.redis.caSecret.name=ca",
+            ],
+            "store.redis.caSecret is for TLS: use a rediss:// URL",
         ),
     ];
     for (args, message) in cases {

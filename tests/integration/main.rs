@@ -24,3 +24,5 @@ mod organization;
 mod process;
 mod rbac;
 mod smtp_support;
+mod store_binary;
+mod store_replicas;

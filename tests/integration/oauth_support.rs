@@ -29,6 +29,7 @@ use centralauth_operator::crd::{ClientSecret, ClientSecretPhase, NativeApp, Orga
 use centralauth_operator::http::{AppState, Settings};
 use centralauth_operator::oauth::grant::random_token;
 use centralauth_operator::scope::Scope;
+use centralauth_operator::store::StoreUrl;
 use centralauth_operator::tenant::PublicBase;
 
 use crate::support;
@@ -44,13 +45,15 @@ pub struct Server {
     /// Namespace of the test (also the signing keys' namespace).
     pub ns: String,
     task: tokio::task::JoinHandle<()>,
-    controllers: tokio::task::JoinHandle<()>,
+    controllers: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
-        self.controllers.abort();
+        if let Some(controllers) = &self.controllers {
+            controllers.abort();
+        }
     }
 }
 
@@ -72,18 +75,43 @@ impl Server {
             base_domain: "localhost".into(),
             port: Some(port),
         };
-        let caches = Caches::start(&client);
-        caches.wait_until_ready().await;
         let mut settings = Settings::new(ns.clone(), 30 * 24 * 3600);
         tweak(&mut settings);
-        let state = AppState::start(client.clone(), caches, public.clone(), settings);
         let reporter = Reporter {
             controller: "centralauth-operator".into(),
             instance: Some(test.into()),
         };
-        let mut ctx = Context::plain(client.clone(), reporter, public);
+        let mut ctx = Context::plain(client.clone(), reporter, public.clone());
         ctx.scope = Scope::from_namespaces([ns.clone()]);
         let controllers = tokio::spawn(controller::run(Arc::new(ctx)));
+        Server::serve(client, ns, listener, public, settings, Some(controllers)).await
+    }
+
+    /// Another replica of this server: the same namespace (organizations, signing keys) and
+    /// public base URL (as behind one load balancer), its own listener, caches and `store`, no
+    /// controllers (only the leader reconciles).
+    pub async fn replica(&self, store: StoreUrl, store_key_prefix: &str) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut settings = Settings::new(self.ns.clone(), 30 * 24 * 3600);
+        settings.store = store;
+        settings.store_key_prefix = store_key_prefix.into();
+        let public = self.state.public.clone();
+        Server::serve(self.client.clone(), self.ns.clone(), listener, public, settings, None).await
+    }
+
+    async fn serve(
+        client: Client,
+        ns: String,
+        listener: tokio::net::TcpListener,
+        public: PublicBase,
+        settings: Settings,
+        controllers: Option<tokio::task::JoinHandle<()>>,
+    ) -> Server {
+        let port = listener.local_addr().unwrap().port();
+        let caches = Caches::start(&client);
+        caches.wait_until_ready().await;
+        let state = AppState::start(client.clone(), caches, public, settings).expect("the store opens");
+        state.store.ping().await.expect("the store answers");
         let router = centralauth_operator::http::public_router(state.clone());
         let task = tokio::spawn(async move {
             centralauth_operator::http::serve(listener, router, std::future::pending())
@@ -282,8 +310,15 @@ impl Tenant {
         let secrets: Api<Secret> = Api::namespaced(server.client.clone(), ns);
         let data = secrets.get(cs_name).await.unwrap().data.unwrap();
         let secret = String::from_utf8(data["client_secret"].0.clone()).unwrap();
+        self.wait_seen_by(server, cs_name).await;
+        self.secret = secret;
+    }
+
+    /// Waits until `server` (this tenant's, or a replica) sees the organization with the
+    /// activated ClientSecret `cs_name` and its Secret.
+    pub async fn wait_seen_by(&self, server: &Server, cs_name: &str) {
         let state = server.state.clone();
-        let (cid, name, ns) = (self.client_id.clone(), cs_name.to_string(), ns.clone());
+        let (cid, name, ns) = (self.client_id.clone(), cs_name.to_string(), server.ns.clone());
         support::wait_until(Duration::from_secs(20), || {
             let (state, cid, name, ns) = (state.clone(), cid.clone(), name.clone(), ns.clone());
             async move {
@@ -298,7 +333,6 @@ impl Tenant {
         })
         .await
         .expect("the server never saw the activated secret");
-        self.secret = secret;
     }
 
     /// Registers an iOS native app and waits for its controller to write `appId` and

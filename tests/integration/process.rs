@@ -37,6 +37,11 @@ pub struct OperatorOptions<'a> {
 impl Operator {
     /// Starts the binary; stderr goes to a file under the target dir (read with [`Operator::logs`]).
     pub fn start(options: OperatorOptions<'_>) -> Operator {
+        Operator::start_with_env(options, &[])
+    }
+
+    /// [`Operator::start`] with extra environment variables.
+    pub fn start_with_env(options: OperatorOptions<'_>, env: &[(&str, &str)]) -> Operator {
         let (public, admin) = (support::free_port(), support::free_port());
         let dir = support::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
@@ -60,6 +65,7 @@ impl Operator {
             .env("POD_NAME", options.pod_name)
             .env_remove("POD_NAMESPACE")
             .env("RUST_LOG", "info,kube=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)

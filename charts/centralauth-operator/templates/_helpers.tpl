@@ -73,4 +73,7 @@ The permissions the controllers need in every watched namespace (or cluster-wide
 {{- if and (eq .Values.store.type "redis") (not .Values.store.redis.url) (not .Values.store.redis.existingSecret.name) }}
 {{- fail "store.type: redis needs store.redis.url (redis://host:port/db) or store.redis.existingSecret.name" }}
 {{- end }}
+{{- if and .Values.store.redis.caSecret.name (hasPrefix "redis://" .Values.store.redis.url) (not .Values.store.redis.existingSecret.name) }}
+{{- fail "store.redis.caSecret is for TLS: use a rediss:// URL in store.redis.url, or drop caSecret" }}
+{{- end }}
 {{- end }}

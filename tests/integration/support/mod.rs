@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod pki;
+pub mod redis_server;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,4 +1,5 @@
-//! A throw-away PKI for tests that need TLS with their own CA (association check, SMTP).
+//! A throw-away PKI for tests that need TLS with their own CA (association check, SMTP,
+//! `rediss://`), made with the openssl CLI (Debian's `openssl`, which `.ci/run` installs).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +18,8 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    /// A CA and a certificate for `hosts` (DNS names), valid for two days.
+    /// A CA and a certificate whose SANs are `hosts` (`DNS:` names, or `IP:` entries when a
+    /// host is an IP address), valid for two days.
     pub fn new(hosts: &[String]) -> TestPki {
         let dir = std::env::temp_dir().join(format!(
             "centralauth-pki-{}-{}-{}",
@@ -26,7 +28,13 @@ impl TestPki {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let sans: Vec<String> = hosts.iter().map(|h| format!("DNS:{h}")).collect();
+        let sans: Vec<String> = hosts
+            .iter()
+            .map(|h| match h.parse::<std::net::IpAddr>() {
+                Ok(_) => format!("IP:{h}"),
+                Err(_) => format!("DNS:{h}"),
+            })
+            .collect();
         std::fs::write(
             dir.join("ext.cnf"),
             format!(
