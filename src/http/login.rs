@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -249,13 +249,25 @@ pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest,
     let mut resp = form_response(state, &req, &login_id, &csrf, None, StatusCode::OK);
     set_cookie(
         &mut resp,
-        &format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Lax{}", secure(state)),
+        &format!(
+            "{CSRF_COOKIE}={csrf}; Path=/; HttpOnly{}",
+            cookie_attributes(state, req.embed)
+        ),
     );
     resp
 }
 
-fn secure(state: &AppState) -> &'static str {
-    if state.public.scheme == "https" { "; Secure" } else { "" }
+/// The `SameSite` and `Secure` attributes of the login cookies. An embedded login (`embed=1`,
+/// shown only to the organization's `allowedOrigins`) runs in a cross-site frame, where
+/// browsers neither store nor send `SameSite=Lax` cookies: there the cookies are
+/// `SameSite=None; Secure; Partitioned` (CHIPS: kept apart per embedding site), which
+/// browsers accept over https and on `localhost`.
+fn cookie_attributes(state: &AppState, embed: bool) -> &'static str {
+    match (embed, state.public.scheme == "https") {
+        (true, _) => "; SameSite=None; Secure; Partitioned",
+        (false, true) => "; SameSite=Lax; Secure",
+        (false, false) => "; SameSite=Lax",
+    }
 }
 
 fn set_cookie(resp: &mut Response, value: &str) {
@@ -324,11 +336,7 @@ pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> 
     };
     let cookie_ok = cookie(&headers, CSRF_COOKIE).is_some_and(|c| crate::oauth::ct_eq(c.as_bytes(), csrf.as_bytes()));
     if !cookie_ok || !crate::oauth::ct_eq(hashed(&csrf).as_bytes(), login.csrf_hash.as_bytes()) {
-        return Err(ErrorPage {
-            status: StatusCode::FORBIDDEN,
-            message: "the form's CSRF token does not match this browser; start the login again".into(),
-        }
-        .into_response());
+        return Err(csrf_refused(state, &login));
     }
     let Some(org) = state.org_by_key(&login.org) else {
         return Err(ErrorPage::bad_request("the organization no longer exists").into_response());
@@ -341,6 +349,23 @@ pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> 
         form,
         addr,
     })
+}
+
+/// The answer to a post whose CSRF token is not the browser's. Embedded, the page stays
+/// framable and names the likely cause: a browser that blocks cookies in frames.
+fn csrf_refused(state: &AppState, login: &LoginRequest) -> Response {
+    if !login.embed {
+        let message = "the form's CSRF token does not match this browser; start the login again";
+        return ErrorPage {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+        .into_response();
+    }
+    let message = "This browser did not send the login cookie back to the embedded page (it may \
+        block cookies in frames). Open the login in its own window instead.";
+    let content = format!("<p class=\"error\">{}</p>", escape(message));
+    login_page(state, login, &content, StatusCode::FORBIDDEN)
 }
 
 /// An error page saying that a login method is not enabled.
@@ -426,9 +451,9 @@ pub async fn complete(state: &AppState, p: &Posted, email: String, method: Login
         return ErrorPage::bad_request("the session store is unavailable; retry later").into_response();
     }
     let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max}{}",
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Max-Age={max}{}",
         session.id,
-        secure(state)
+        cookie_attributes(state, login.embed)
     );
     finish(state, &login, &session, Some(cookie)).await
 }
@@ -593,32 +618,28 @@ pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status:
     (status, html_headers(&ancestors), page(&name, &body)).into_response()
 }
 
-/// Security headers of every HTML page; `frame_ancestors` is the CSP source list.
-pub fn html_headers(frame_ancestors: &str) -> [(HeaderName, HeaderValue); 5] {
+/// Security headers of every HTML page; `frame_ancestors` is the CSP source list. A page that
+/// may be framed sends no `X-Frame-Options`: it cannot name other origins, and browsers that
+/// know CSP obey `frame-ancestors` instead.
+pub fn html_headers(frame_ancestors: &str) -> HeaderMap {
     let csp = format!(
         "default-src 'none'; style-src 'unsafe-inline'; img-src https:; base-uri 'none'; frame-ancestors {frame_ancestors}"
     );
-    let framing = if frame_ancestors == "'none'" {
-        "DENY"
-    } else {
-        "SAMEORIGIN"
-    };
-    [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        ),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
-        ),
-        (
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static(if framing == "DENY" { "DENY" } else { "SAMEORIGIN" }),
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-    ]
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if frame_ancestors == "'none'" {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    headers
 }
 
 /// A whole HTML page.
@@ -663,5 +684,16 @@ mod tests {
         }
         assert!(decode_translations("not base64!").is_empty());
         assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
+    }
+
+    #[test]
+    fn only_pages_that_refuse_framing_send_x_frame_options() {
+        let closed = html_headers("'none'");
+        assert_eq!(closed[header::X_FRAME_OPTIONS], "DENY");
+        let open = html_headers("https://app.example.com");
+        assert!(open.get(header::X_FRAME_OPTIONS).is_none());
+        let csp = open[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.ends_with("frame-ancestors https://app.example.com"), "{csp}");
+        assert_eq!(open[header::REFERRER_POLICY], "no-referrer");
     }
 }

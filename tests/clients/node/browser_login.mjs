@@ -3,15 +3,19 @@
 // test SMTP server wrote into maildir, and enters it — and lands on the client's redirect URI
 // with a code (a loopback callback: no network here). Screenshots go to input.artifacts
 // (prefixed with input.shots, default "").
-// Input: JSON {url, email, password?, maildir?, shots?, callbackPrefix, artifacts} in argv[2].
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+// With input.embedUrl the browser opens that page instead — another site whose iframe shows the
+// login page (url, with embed=1) — and logs in inside the frame.
+// Input: JSON {url, embedUrl?, email, password?, maildir?, shots?, callbackPrefix, artifacts}
+// in argv[2].
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const input = JSON.parse(process.argv[2]);
 // A fresh profile directory per run (playwright's way of passing --user-data-dir).
-const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'centralauth-chromium-')), {
+const profile = mkdtempSync(join(tmpdir(), 'centralauth-chromium-'));
+const browser = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   headless: true,
   args: [
@@ -21,27 +25,30 @@ const browser = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir()
 });
 try {
   const page = await browser.newPage();
-  const response = await page.goto(input.url);
+  const response = await openLogin(page);
   const headers = response.headers();
-  if (response.status() !== 200) throw new Error(`login page answered ${response.status()}: ${await page.textContent('body')}`);
+  if (response.status() !== 200) throw new Error(`login page answered ${response.status()}: ${await response.text()}`);
+  // The document that holds the form: the page itself, or the iframe when embedded.
+  const form = input.embedUrl ? await (await page.waitForSelector('iframe')).contentFrame() : page.mainFrame();
+  await form.waitForSelector('#email');
   const shot = (name) => join(input.artifacts, `${input.shots ?? ''}${name}.png`);
-  await page.fill('#email', input.email);
+  await form.fill('#email', input.email);
   if (input.maildir) {
     await page.screenshot({ path: shot('login-page'), fullPage: true });
-    await Promise.all([page.waitForSelector('#code'), page.click('#send-code')]);
+    await Promise.all([form.waitForSelector('#code'), form.click('#send-code')]);
     const code = await emailedCode(join(input.maildir, '1.json'));
-    await page.fill('#code', code);
+    await form.fill('#code', code);
     await page.screenshot({ path: shot('code-page'), fullPage: true });
   } else {
-    await page.fill('#password', input.password);
+    await form.fill('#password', input.password);
     await page.screenshot({ path: shot('login-page'), fullPage: true });
   }
-  await Promise.all([
-    page.waitForURL((u) => u.href.startsWith(input.callbackPrefix)),
-    page.click('button[type=submit]'),
-  ]);
+  await form.click('button[type=submit]');
+  await form.waitForURL((u) => u.href.startsWith(input.callbackPrefix), { timeout: 15000 }).catch(async (e) => {
+    throw new Error(`${e.message}; the frame shows ${form.url()}: ${await form.textContent('body')}`);
+  });
   await page.screenshot({ path: shot('callback') });
-  const landed = new URL(page.url());
+  const landed = new URL(form.url());
   console.log(JSON.stringify({
     landed: landed.href.split('?')[0],
     code: landed.searchParams.get('code'),
@@ -49,10 +56,22 @@ try {
     iss: landed.searchParams.get('iss'),
     referrerPolicy: headers['referrer-policy'],
     csp: headers['content-security-policy'],
-    scripts: await page.evaluate(() => document.scripts.length),
+    xFrameOptions: headers['x-frame-options'] ?? null,
+    scripts: await form.evaluate(() => document.scripts.length),
   }));
 } finally {
   await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+
+// Opens the login page — directly, or through the embedding page — and returns its response.
+async function openLogin(page) {
+  if (!input.embedUrl) return page.goto(input.url);
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url().startsWith(input.url.split('?')[0])),
+    page.goto(input.embedUrl),
+  ]);
+  return response;
 }
 
 // The 5-digit code of the first message the test SMTP server received (waits up to 20 s).
