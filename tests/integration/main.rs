@@ -18,6 +18,7 @@ mod oauth_attacks;
 mod oauth_browser;
 mod oauth_centralauth;
 mod oauth_clients;
+mod oauth_keys;
 mod oauth_logs;
 mod oauth_support;
 mod organization;
