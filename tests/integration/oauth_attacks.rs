@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use crate::oauth_support::{Server, Tenant, location_param, login};
+use crate::oauth_support::{Server, Tenant, json_of, location_param, login};
 use centralauth_operator::oauth::pkce::s256;
 
 const V: &str = "attack-suite-verifier-0123456789-abcdefghijklmnop";
@@ -469,14 +469,7 @@ async fn attack_jwt_alg_none_and_hs256_signed_with_the_public_key() {
     let (_, tokens) = exchange(&server, &t, &c, V).await;
     let real = tokens["access_token"].as_str().unwrap();
     let http = server.http(&[]);
-    let jwks: Value = http
-        .get(format!("{}/oauth2/jwks", t.issuer))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = json_of(http.get(format!("{}/oauth2/jwks", t.issuer))).await;
     let kid = jwks["keys"][0]["kid"].as_str().unwrap();
     let payload = real.split('.').nth(1).unwrap();
     let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use centralauth_operator::oauth::keys::{RotationPolicy, StoredKey};
 
 use crate::oauth_clients::node;
-use crate::oauth_support::{Server, Tenant};
+use crate::oauth_support::{Server, Tenant, json_of};
 use crate::support;
 
 /// Rotate every 4 s, publish 1 s ahead, keep a replaced key 12 s.
@@ -34,14 +34,7 @@ async fn token(http: &reqwest::Client, t: &Tenant) -> (String, String) {
 }
 
 async fn jwks_kids(http: &reqwest::Client, t: &Tenant) -> Vec<String> {
-    let jwks: Value = http
-        .get(format!("{}/oauth2/jwks", t.issuer))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = json_of(http.get(format!("{}/oauth2/jwks", t.issuer))).await;
     let keys = jwks["keys"].as_array().unwrap();
     assert!(keys.iter().all(|k| k.get("d").is_none()), "no private members: {jwks}");
     keys.iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
@@ -54,14 +47,11 @@ async fn jose_verify(t: &Tenant, tokens: &[&str]) -> Vec<Value> {
 }
 
 async fn introspect_active(http: &reqwest::Client, t: &Tenant, token: &str) -> bool {
-    let r = http
+    let req = http
         .post(format!("{}/oauth2/introspect", t.issuer))
         .basic_auth(&t.client_id, Some(&t.secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    r.json::<Value>().await.unwrap()["active"] == true
+        .form(&[("token", token)]);
+    json_of(req).await["active"] == true
 }
 
 #[tokio::test]

@@ -434,3 +434,8 @@ pub fn location_param(resp: &reqwest::Response, name: &str) -> Option<String> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v)
 }
+
+/// Sends `req` and parses the answer as JSON.
+pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
