@@ -4,6 +4,12 @@
 //! With a namespace-restricted [`Scope`] each namespace has its own watch (the operator may not
 //! list cluster-wide), and the per-namespace streams are combined into one [`Store`] per kind,
 //! so readers see the same type whatever the scope.
+//!
+//! [`Caches::generation`] counts the changes applied to any of the three: lookup tables built
+//! from the caches (`http::routing::Index`) are rebuilt only when it moved.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
@@ -24,6 +30,8 @@ pub struct Caches {
     pub client_secrets: Store<ClientSecret>,
     /// Every NativeApp the operator watches.
     pub native_apps: Store<NativeApp>,
+    /// Bumped after every change applied to any of the stores.
+    generation: Arc<AtomicU64>,
 }
 
 impl Caches {
@@ -35,11 +43,19 @@ impl Caches {
 
     /// Starts the reflectors of the three kinds for the watched namespaces of `scope`.
     pub fn start_scoped(client: &Client, scope: &Scope) -> Caches {
+        let generation = Arc::new(AtomicU64::new(0));
         Caches {
-            organizations: spawn_reflector(client, scope),
-            client_secrets: spawn_reflector(client, scope),
-            native_apps: spawn_reflector(client, scope),
+            organizations: spawn_reflector(client, scope, generation.clone()),
+            client_secrets: spawn_reflector(client, scope, generation.clone()),
+            native_apps: spawn_reflector(client, scope, generation.clone()),
+            generation,
         }
+    }
+
+    /// How many changes the stores have taken. It moves only after a change is visible in
+    /// its store, so whatever is read from the stores after reading `n` reflects change `n`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Resolves once every cache has listed its objects (in every watched namespace).
@@ -52,7 +68,7 @@ impl Caches {
     }
 }
 
-fn spawn_reflector<K>(client: &Client, scope: &Scope) -> Store<K>
+fn spawn_reflector<K>(client: &Client, scope: &Scope, generation: Arc<AtomicU64>) -> Store<K>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -67,17 +83,24 @@ where
         Scope::Cluster => {
             let api = Api::<K>::all(client.clone());
             let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
-            tokio::spawn(stream.for_each(|event| async move {
-                if let Err(err) = event {
-                    warn_watch_failed::<K>(&err);
+            // The reflector has applied each event to the store before it is yielded here.
+            tokio::spawn(stream.for_each(move |event| {
+                match event {
+                    Ok(_) => bump(&generation),
+                    Err(err) => warn_watch_failed::<K>(&err),
                 }
+                std::future::ready(())
             }));
         }
         Scope::Namespaces(_) => {
-            tokio::spawn(combine_namespaces(scope.apis::<K>(client), writer));
+            tokio::spawn(combine_namespaces(scope.apis::<K>(client), writer, generation));
         }
     }
     reader
+}
+
+fn bump(generation: &AtomicU64) {
+    generation.fetch_add(1, Ordering::Release);
 }
 
 fn warn_watch_failed<K: Resource<DynamicType = ()>>(err: &watcher::Error) {
@@ -89,7 +112,7 @@ fn warn_watch_failed<K: Resource<DynamicType = ()>>(err: &watcher::Error) {
 /// store is rebuilt from all private stores — the store's own list semantics would otherwise
 /// let one namespace's relist wipe the others. The combined store becomes ready only once
 /// every namespace has listed.
-async fn combine_namespaces<K>(apis: Vec<Api<K>>, mut combined: Writer<K>)
+async fn combine_namespaces<K>(apis: Vec<Api<K>>, mut combined: Writer<K>, generation: Arc<AtomicU64>)
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
 {
@@ -119,8 +142,9 @@ where
                     rebuild(&mut combined, &private);
                 }
             }
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            watcher::Event::Init | watcher::Event::InitApply(_) => continue,
         }
+        bump(&generation);
     }
 }
 

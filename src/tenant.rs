@@ -245,7 +245,7 @@ pub(crate) mod tests {
         assert_eq!(a.domains, ["auth.example.net"]);
     }
 
-    fn created(mut o: Organization, name: &str, secs: i64, client_id: Option<&str>) -> Organization {
+    pub(crate) fn created(mut o: Organization, name: &str, secs: i64, client_id: Option<&str>) -> Organization {
         o.metadata.name = Some(name.into());
         o.metadata.namespace = Some("ns".into());
         o.metadata.uid = Some(format!("uid-{name}"));

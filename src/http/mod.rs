@@ -125,6 +125,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Sends the code e-mails of the `email` login method.
     pub mailer: Arc<Mailer>,
+    /// Lookup tables over the caches (host, client ID, an organization's secrets and apps).
+    pub index: routing::SharedIndex,
 }
 
 impl AppState {
@@ -159,6 +161,7 @@ impl AppState {
             mailer,
             settings: Arc::new(settings),
             metrics: crate::metrics::Metrics::default(),
+            index: routing::SharedIndex::default(),
         })
     }
 
