@@ -8,13 +8,14 @@
 //!   library decrypts every access token with its client secret, so the server must encrypt
 //!   native tokens with the secret the backend holds).
 //!
-//! A reconciler loop compares the Secrets the caches ask for with the running watchers every
-//! [`RESYNC`] and starts or stops watchers (field selector `metadata.name=<name>`), so no
-//! request ever calls the API server and no Secret the server does not need is held.
+//! A reconciler loop looks every [`RESYNC`] whether the caches changed; if so it compares the
+//! Secrets they ask for with the running watchers and starts or stops watchers (field
+//! selector `metadata.name=<name>`), so no request ever calls the API server and no Secret the
+//! server does not need is held.
 //! RBAC: `get`, `list`, `watch` on `secrets` in the namespaces of Organizations (a ClusterRole
 //! when organizations live in many namespaces).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -26,8 +27,9 @@ use kube::{Api, Client};
 use tokio::task::JoinHandle;
 
 use crate::cache::Caches;
+use crate::crd::Organization;
 
-/// How often the set of watched Secrets is compared with what the caches need.
+/// How often the loop looks for cache changes.
 pub const RESYNC: Duration = Duration::from_millis(250);
 
 /// `(namespace, name)` of a Secret.
@@ -68,55 +70,74 @@ impl SecretsView {
         let this = view.clone();
         tokio::spawn(async move {
             let mut running: HashMap<SecretRef, JoinHandle<()>> = HashMap::new();
+            let mut seen = None;
             loop {
-                let wanted = wanted(&caches);
-                running.retain(|r, task| {
-                    let keep = wanted.contains(r);
-                    if !keep {
-                        task.abort();
-                        this.set(r, None);
-                    }
-                    keep
-                });
-                for r in wanted {
-                    running
-                        .entry(r.clone())
-                        .or_insert_with(|| tokio::spawn(watch_one(client.clone(), this.clone(), r)));
+                // What is wanted follows from the caches alone: recompute only after a change.
+                let generation = caches.generation();
+                if seen != Some(generation) {
+                    seen = Some(generation);
+                    this.follow(&client, &mut running, wanted(&caches));
                 }
                 tokio::time::sleep(RESYNC).await;
             }
         });
         view
     }
+
+    /// Stops the watchers of Secrets no longer wanted (forgetting their data) and starts the
+    /// missing ones.
+    fn follow(&self, client: &Client, running: &mut HashMap<SecretRef, JoinHandle<()>>, wanted: HashSet<SecretRef>) {
+        running.retain(|r, task| {
+            let keep = wanted.contains(r);
+            if !keep {
+                task.abort();
+                self.set(r, None);
+            }
+            keep
+        });
+        for r in wanted {
+            running
+                .entry(r.clone())
+                .or_insert_with(|| tokio::spawn(watch_one(client.clone(), self.clone(), r)));
+        }
+    }
 }
 
 /// The Secrets the current organizations and client secrets need.
-fn wanted(caches: &Caches) -> Vec<SecretRef> {
-    let mut refs = vec![];
+fn wanted(caches: &Caches) -> HashSet<SecretRef> {
+    let mut refs = HashSet::new();
     let orgs = caches.organizations.state();
     for org in &orgs {
         let Some(ns) = &org.metadata.namespace else { continue };
         let methods = &org.spec.login_methods;
         if let Some(pw) = &methods.passwords {
-            refs.push((ns.clone(), pw.secret_name.clone()));
+            refs.insert((ns.clone(), pw.secret_name.clone()));
         }
         if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.as_ref()) {
-            refs.push((ns.clone(), name.clone()));
+            refs.insert((ns.clone(), name.clone()));
         }
     }
+    let by_name: HashMap<(&str, &str), &Organization> = orgs
+        .iter()
+        .filter_map(|o| {
+            Some((
+                (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
+                o.as_ref(),
+            ))
+        })
+        .collect();
     for cs in caches.client_secrets.state() {
-        let authenticates = orgs.iter().any(|org| cs.authenticates_for(org));
-        if let (true, Some(ns)) = (authenticates, &cs.metadata.namespace) {
+        let Some(ns) = &cs.metadata.namespace else { continue };
+        let org = by_name.get(&(ns.as_str(), cs.spec.organization_ref.name.as_str()));
+        if org.is_some_and(|org| cs.authenticates_for(org)) {
             let name = cs
                 .status
                 .as_ref()
                 .and_then(|s| s.secret_name.clone())
                 .unwrap_or_else(|| cs.secret_name());
-            refs.push((ns.clone(), name));
+            refs.insert((ns.clone(), name));
         }
     }
-    refs.sort();
-    refs.dedup();
     refs
 }
 
