@@ -6,7 +6,7 @@ Not a test: prints figures and ratios. Needs wrk (apt), the test control plane
 --examples; set PROFILE=release after `cargo build --release --examples` for production-like
 figures). Everything runs on 127.0.0.1 and stops by itself.
 
-    python3 tests/bench/token_bench.py [seconds] [--store memory|redis|both]
+    python3 tests/bench/token_bench.py [seconds] [--store memory|redis|both] [--orgs N]
 
 Measures, each with wrk -t2 -c16 for `seconds` (default 5), once per store (`--store`,
 default memory; `both` runs memory then Redis and prints the Redis figures as a ratio of the
@@ -17,25 +17,33 @@ persistence):
      beforehand through /oauth2/authorize with a session cookie; codes live 60 s);
   3. the bare axum handler (POST returning a small JSON body);
 plus examples/bench_verify (cold argon2id vs cached verification).
+With --orgs N the namespace also holds N other Organizations with a ClientSecret each (all
+minted before wrk starts): how lookups in the caches scale with the number of tenants.
 """
 
-import argparse, base64, hashlib, json, os, random, re, shutil, socket, string, subprocess, sys, tempfile, time
+import argparse, base64, concurrent.futures, hashlib, json, os, random, re, shutil, socket, string, subprocess, sys, tempfile, time
 import urllib.parse, urllib.request, http.client
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROFILE = os.environ.get("PROFILE", "debug")
 BIN = os.path.join(ROOT, "target", PROFILE)
+# The operator binary under test (BENCH_OPERATOR measures another build, e.g. a saved baseline).
+OPERATOR = os.environ.get("BENCH_OPERATOR", os.path.join(BIN, "centralauth-operator"))
 _parser = argparse.ArgumentParser(description="Token endpoint throughput next to a bare axum handler.")
 _parser.add_argument("seconds", nargs="?", type=int, default=5, help="wrk duration of each run (default 5)")
 _parser.add_argument("--store", choices=["memory", "redis", "both"], default="memory",
                      help="session store of the operator (both: memory, then Redis, with ratios)")
+_parser.add_argument("--orgs", type=int, default=0, help="other Organizations (each with a ClientSecret) in the caches")
 OPTIONS = _parser.parse_args()
 SECONDS = OPTIONS.seconds
 TESTENV = os.path.join(ROOT, "tests/testenv/testenv.sh")
 
 
 def sh(*args, input=None):
-    return subprocess.run(args, input=input, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(args, input=input, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:4])} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
 
 
 def free_port():
@@ -89,7 +97,7 @@ def main():
     kubectl("apply", "--server-side", "-f", os.path.join(ROOT, "crds"))
     ns = "bench-" + "".join(random.choices(string.ascii_lowercase, k=6))
     cid = "bench-" + "".join(random.choices(string.ascii_lowercase, k=10))
-    pw_hash = sh(os.path.join(BIN, "centralauth-operator"), "hash-password", input="pw-bench\n").strip()
+    pw_hash = sh(OPERATOR, "hash-password", input="pw-bench\n").strip()
     kubectl("create", "namespace", ns)
     manifest = {
         "apiVersion": "v1", "kind": "List", "items": [
@@ -101,7 +109,15 @@ def main():
             {"apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret", "metadata": {"name": "cs1", "namespace": ns},
              "spec": {"organizationRef": {"name": "bench"}, "activation": "Immediate"}},
         ]}
-    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    for i in range(OPTIONS.orgs):
+        manifest["items"] += [
+            {"apiVersion": "centralauth.io/v1alpha1", "kind": "Organization", "metadata": {"name": f"other{i}", "namespace": ns},
+             "spec": {"displayName": f"Other {i}", "subdomain": f"other{i}-{cid}", "allowedOrigins": [f"https://app{i}.example.com"],
+                      "loginMethods": {"passwords": {"secretName": "users"}}}},
+            {"apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret", "metadata": {"name": f"other{i}", "namespace": ns},
+             "spec": {"organizationRef": {"name": f"other{i}"}, "activation": "Manual"}},
+        ]
+    kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
 
     stores = ["memory", "redis"] if OPTIONS.store == "both" else [OPTIONS.store]
     base_port = free_port()
@@ -124,7 +140,8 @@ def main():
             redis[0].wait()
             shutil.rmtree(redis[2], ignore_errors=True)
         kubectl("delete", "namespace", ns, "--wait=false")
-    print(f"profile={PROFILE}  wrk -t2 -c16 -d{SECONDS}s  (2 cores shared by server, store and load generator)")
+    print(f"operator={OPERATOR}  wrk -t2 -c16 -d{SECONDS}s  other organizations={OPTIONS.orgs}"
+          "  (2 cores shared by server, store and load generator)")
     print(f"{'store':<8}{'endpoint':<22}{'ok req/s':>12}{'latency':>12}{'of ceiling':>12}{'of memory':>12}")
     for store, by_endpoint in results.items():
         for name, figures in by_endpoint.items():
@@ -161,7 +178,7 @@ def start_redis():
 def measure(env, ns, cid, store_url):
     """Starts the operator (on `store_url`, else memory), measures both grants, stops it."""
     port, admin = free_port(), free_port()
-    args = [os.path.join(BIN, "centralauth-operator"), "run", "--base-domain", "localhost",
+    args = [OPERATOR, "run", "--base-domain", "localhost",
             "--public-scheme", "http", "--public-port", str(port), "--listen", f"127.0.0.1:{port}",
             "--admin-listen", f"127.0.0.1:{admin}", "--namespace", ns, "--watch-namespace", ns,
             "--leader-elect=false"]
@@ -178,6 +195,7 @@ def measure(env, ns, cid, store_url):
             if time.time() > deadline:
                 raise SystemExit("the ClientSecret never became Active")
             time.sleep(0.2)
+        wait_minted(ns, OPTIONS.orgs + 1)
         secret = base64.b64decode(kubectl("get", "secret", "cs1", "-n", ns, "-o", "jsonpath={.data.client_secret}")).decode()
         basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
         cc_lua = f'wrk.method = "POST"\nwrk.headers["Authorization"] = "Basic {basic}"\n' \
@@ -209,6 +227,15 @@ end
         proc.wait()
 
 
+def wait_minted(ns, count):
+    """Waits until `count` ClientSecrets carry a fingerprint: no reconcile competes with wrk."""
+    deadline = time.time() + 60 + count * 0.1
+    while len(kubectl("get", "clientsecrets", "-n", ns, "-o", "jsonpath={.items[*].status.fingerprint}").split()) < count:
+        if time.time() > deadline:
+            raise SystemExit(f"fewer than {count} ClientSecrets were minted in time")
+        time.sleep(1)
+
+
 def mint_codes(port, cid, challenge, issuer):
     """Logs in once (password form), then mints codes with the session cookie (no argon2)."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -227,15 +254,20 @@ def mint_codes(port, cid, challenge, issuer):
     r.read()
     session = [v for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("ca_session=")][0].split(";")[0]
     # Enough codes for wrk not to run out (more than either store redeems in SECONDS), minted
-    # within 40 s so the first ones are still valid (60 s) when wrk reaches them.
-    codes, deadline = [], time.time() + 40
-    while len(codes) < SECONDS * 8000 and time.time() < deadline:
-        conn.request("GET", path, headers={"Host": f"localhost:{port}", "Cookie": session})
-        r = conn.getresponse()
-        r.read()
-        codes.append(urllib.parse.parse_qs(urllib.parse.urlparse(r.getheader("location")).query)["code"][0])
-    return codes
+    # by 4 connections within 40 s so the first ones are still valid (60 s) when wrk uses them.
+    deadline = time.time() + 40
 
+    def mint(n):
+        c, out = http.client.HTTPConnection("127.0.0.1", port), []
+        while len(out) < n and time.time() < deadline:
+            c.request("GET", path, headers={"Host": f"localhost:{port}", "Cookie": session})
+            r = c.getresponse()
+            r.read()
+            out.append(urllib.parse.parse_qs(urllib.parse.urlparse(r.getheader("location")).query)["code"][0])
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        return [c for part in pool.map(mint, [SECONDS * 5000] * 4) for c in part]
 
 if __name__ == "__main__":
     main()
