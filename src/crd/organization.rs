@@ -318,4 +318,19 @@ impl Organization {
     pub fn active_secret(&self) -> Option<&ActiveSecretRef> {
         self.status.as_ref().and_then(|s| s.active_secret.as_ref())
     }
+
+    /// `maxSessionSeconds`, or its default of 30 days.
+    pub fn max_session(&self) -> std::time::Duration {
+        seconds(self.spec.max_session_seconds, 30 * 24 * 3600)
+    }
+
+    /// `maxInactivitySeconds`, or its default of 7 days: every use of a session extends its
+    /// life by this much (never past [`Organization::max_session`]).
+    pub fn max_inactivity(&self) -> std::time::Duration {
+        seconds(self.spec.max_inactivity_seconds, 7 * 24 * 3600)
+    }
+}
+
+fn seconds(value: Option<i64>, default: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(value.map_or(default, |v| v.max(0) as u64))
 }

@@ -132,16 +132,11 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Respo
         code: CaCode::CodeChallengeInvalid,
         message: e.to_string().into(),
     })?;
-    let session = grant::use_session(
-        state.store.as_ref(),
-        &g.session_id,
-        Duration::from_secs(7 * 24 * 3600),
-        now,
-    )
-    .await
-    .ok()
-    .flatten()
-    .ok_or_else(|| ca(CaCode::SessionInvalid, "the login session has ended"))?;
+    let session = grant::use_session(state.store.as_ref(), &g.session_id, org.max_inactivity(), now)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| ca(CaCode::SessionInvalid, "the login session has ended"))?;
     let key = match authenticated {
         Some(secret) => secret,
         None => active_secret_plaintext(&state, &org).ok_or_else(|| {
@@ -261,7 +256,7 @@ async fn token_session(
     if record.org != org_key(&org) {
         return Err(ca(CaCode::TokenInvalid, "the token is invalid or expired"));
     }
-    let idle = Duration::from_secs(org.spec.max_inactivity_seconds.unwrap_or(7 * 24 * 3600) as u64);
+    let idle = org.max_inactivity();
     let session = grant::use_session(state.store.as_ref(), &record.session_id, idle, crate::oauth::now())
         .await
         .ok()

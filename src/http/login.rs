@@ -289,11 +289,9 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn idle(state: &AppState, org: &OrgKey) -> Duration {
-    let secs = state
+    state
         .org_by_key(org)
-        .and_then(|o| o.spec.max_inactivity_seconds)
-        .unwrap_or(7 * 24 * 3600);
-    Duration::from_secs(secs as u64)
+        .map_or(Duration::from_secs(7 * 24 * 3600), |o| o.max_inactivity())
 }
 
 /// The store key of a pending login: the SHA-256 of its ID (the ID is a bearer value that
@@ -434,7 +432,7 @@ pub async fn complete(state: &AppState, p: &Posted, email: String, method: Login
     };
     state.metrics.login(method, LoginOutcome::success);
     let now = crate::oauth::now();
-    let max = p.org.spec.max_session_seconds.unwrap_or(30 * 24 * 3600);
+    let max = p.org.max_session().as_secs() as i64;
     let session = Session {
         id: grant::random_token(),
         org: login.org.clone(),

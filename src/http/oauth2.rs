@@ -371,8 +371,7 @@ fn grant_error(e: GrantError) -> OAuthError {
 }
 
 async fn live_session(state: &AppState, org: &Organization, id: &str, now: i64) -> Result<Session, OAuthError> {
-    let idle = Duration::from_secs(org.spec.max_inactivity_seconds.unwrap_or(7 * 24 * 3600) as u64);
-    grant::use_session(state.store.as_ref(), id, idle, now)
+    grant::use_session(state.store.as_ref(), id, org.max_inactivity(), now)
         .await
         .map_err(|_| OAuthError::ServerError)?
         .ok_or(OAuthError::InvalidGrant("the login session has ended"))

@@ -119,7 +119,7 @@ async fn an_emailed_code_logs_in_over_starttls_with_smtp_auth_on_both_protocols(
     assert_eq!(location_param(&done, "state").as_deref(), Some("st-1"));
     assert_eq!(location_param(&done, "iss").as_deref(), Some(t.issuer.as_str()));
     let grant = location_param(&done, "code").unwrap();
-    let verified = t.verify(&http, &grant, CB).await;
+    let verified = t.verify(&http, &grant, CB, None).await;
     let token = verified["access_token"].as_str().expect("a CentralAuth token");
     let user = t.userinfo(&http, token, "https://app.example.com").await;
     assert_eq!(user["email"], "mia@example.com");

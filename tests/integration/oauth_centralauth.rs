@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::oauth_clients::node;
 use crate::oauth_support::{Server, location_param, login};
+use crate::support::redis_server::{self, RedisServer};
 use centralauth_operator::oauth::pkce::s256;
 
 const VERIFIER: &str = "0d5c2f7e-6d1b-4c1a-9b1e-2f7d8e9a0b1c";
@@ -178,4 +179,64 @@ async fn centralauth_native_app_flow_without_a_secret() {
         .await
         .unwrap();
     assert_eq!(user["email"], "kay@example.com");
+}
+
+/// The idle timeout of `session` as Redis holds it, in seconds.
+fn session_ttl(redis: &RedisServer, prefix: &str, session: &str) -> i64 {
+    let reply = redis
+        .raw(&format!("PTTL {prefix}session:{session}"))
+        .expect("redis answers");
+    reply
+        .trim()
+        .trim_start_matches(':')
+        .parse::<i64>()
+        .expect("an integer reply")
+        / 1000
+}
+
+#[tokio::test]
+async fn every_use_of_a_session_keeps_the_organizations_idle_limit() {
+    let redis = RedisServer::start(&[]);
+    let (url, prefix) = (redis.url(), redis_server::unique_prefix("idle"));
+    let p = prefix.clone();
+    let server = Server::start_with("ca-idle", move |s| {
+        s.store = url.parse().unwrap();
+        s.store_key_prefix = p;
+    })
+    .await;
+    let spec = json!({"maxInactivitySeconds": 120});
+    let mut t = server.tenant("idle", spec, &[("ida@example.com", "pw-ida-1")]).await;
+    t.activate_secret(&server, "idle-secret").await;
+    let http = server.http(&[]);
+    let callback = "https://app.example.com/cb";
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/login", t.origin()),
+        &[
+            ("client_id", t.client_id.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", callback),
+            ("code_challenge", &s256(VERIFIER)),
+            ("code_challenge_method", "S256"),
+        ],
+    )
+    .unwrap();
+    let resp = login(&http, url.as_str(), "ida@example.com", "pw-ida-1").await;
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|c| c.to_str().ok()?.strip_prefix("ca_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    assert!((1..=120).contains(&session_ttl(&redis, &prefix, &session)));
+
+    let code = location_param(&resp, "code").unwrap();
+    let verified = t.verify(&http, &code, callback, Some(VERIFIER)).await;
+    assert!(verified["access_token"].is_string(), "{verified}");
+    let ttl = session_ttl(&redis, &prefix, &session);
+    assert!(
+        (1..=120).contains(&ttl),
+        "verify extended the session to {ttl} s, past maxInactivitySeconds"
+    );
 }

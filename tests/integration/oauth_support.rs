@@ -258,16 +258,26 @@ impl Tenant {
         format!("http://{}:{}", self.host, self.port)
     }
 
-    /// `POST /api/v1/verify` as the CentralAuth web client does (multipart, Basic auth).
-    pub async fn verify(&self, http: &reqwest::Client, code: &str, redirect_uri: &str) -> Value {
-        let form = reqwest::multipart::Form::new()
+    /// `POST /api/v1/verify` as the CentralAuth web client does (multipart, Basic auth), with
+    /// the PKCE `verifier` when the login had a challenge.
+    pub async fn verify(
+        &self,
+        http: &reqwest::Client,
+        code: &str,
+        redirect_uri: &str,
+        verifier: Option<&str>,
+    ) -> Value {
+        let mut form = reqwest::multipart::Form::new()
             .text("code", code.to_string())
             .text("redirect_uri", redirect_uri.to_string());
+        if let Some(v) = verifier {
+            form = form.text("code_verifier", v.to_string());
+        }
         let resp = http
             .post(format!("{}/api/v1/verify", self.origin()))
             .basic_auth(&self.client_id, Some(&self.secret))
             .multipart(form);
-        resp.send().await.unwrap().json().await.unwrap()
+        json_of(resp).await
     }
 
     /// `POST /api/v1/userinfo?domain=<origin>` with a CentralAuth access token.
