@@ -59,6 +59,81 @@ fn auth_error(f: AuthFailure) -> CaError {
     }
 }
 
+/// The secret of a web client that authenticated with HTTP Basic; `None` for a native app,
+/// which sends no credentials.
+async fn web_client_secret(
+    state: &AppState,
+    creds: Option<&BasicCredentials>,
+    site_org: Option<&Organization>,
+    addr: std::net::IpAddr,
+) -> Result<Option<String>, CaError> {
+    let Some(c) = creds else { return Ok(None) };
+    state
+        .authenticate_client(site_org, &c.client_id, &c.secret, addr)
+        .await
+        .map_err(auth_error)?;
+    Ok(Some(c.secret.clone()))
+}
+
+fn redeem_error(e: GrantError) -> CaError {
+    match e {
+        GrantError::Store(_) => ca(CaCode::GenericError, "the session store is unavailable; retry later"),
+        _ => ca(CaCode::SessionInvalid, "the code is invalid, expired or already used"),
+    }
+}
+
+/// What a `POST /api/v1/verify` presents for a redeemed code.
+struct Exchange<'a> {
+    /// The organization the request's host or client ID names, if any.
+    site_org: Option<OrgKey>,
+    /// Whether the caller authenticated as a web client (HTTP Basic).
+    authenticated: bool,
+    /// The `redirect_uri` sent.
+    redirect_uri: &'a str,
+    /// The `code_verifier` sent.
+    verifier: Option<&'a str>,
+}
+
+impl Exchange<'_> {
+    /// Whether the redeemed code `g` may be exchanged by this request: a CentralAuth code of
+    /// the organization the request is for; from a web client only with authentication; for
+    /// the same callback (origin and path: the client adds `return_to` at `/login` only); and
+    /// with the verifier of its challenge (the official client's 36-character UUID allowed).
+    fn check(&self, g: &grant::CodeGrant) -> Result<(), CaError> {
+        if g.protocol != Protocol::CentralAuth || self.site_org.as_ref().is_some_and(|o| *o != g.org) {
+            return Err(ca(
+                CaCode::SessionInvalid,
+                "the code is invalid, expired or already used",
+            ));
+        }
+        if !self.authenticated && g.app_id.is_none() {
+            return Err(ca(
+                CaCode::NoPermission,
+                "this code was issued to a web client: authenticate with HTTP Basic client_id:secret",
+            ));
+        }
+        let same_target = match (redirect::parse(self.redirect_uri), redirect::parse(&g.redirect_uri)) {
+            (Ok(a), Ok(b)) => a.without_query() == b.without_query(),
+            _ => false,
+        };
+        if !same_target {
+            return Err(ca(
+                CaCode::CallbackUrlInvalid,
+                "redirect_uri does not match the one of the login request",
+            ));
+        }
+        pkce::verify(
+            g.code_challenge.as_deref(),
+            self.verifier,
+            pkce::VerifierRules::CentralAuth,
+        )
+        .map_err(|e| CaError {
+            code: CaCode::CodeChallengeInvalid,
+            message: e.to_string().into(),
+        })
+    }
+}
+
 /// `POST /api/v1/verify`.
 pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Response, CaError> {
     let addr = client_addr(&req);
@@ -81,57 +156,21 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Respo
         &headers,
         creds.as_ref().map(|c| c.client_id.as_str()).or(form.get("client_id")),
     )?;
-    let authenticated = match &creds {
-        Some(c) => {
-            state
-                .authenticate_client(site_org.as_deref(), &c.client_id, &c.secret, addr)
-                .await
-                .map_err(auth_error)?;
-            Some(c.secret.clone())
-        }
-        None => None,
-    };
+    let authenticated = web_client_secret(&state, creds.as_ref(), site_org.as_deref(), addr).await?;
     let now = crate::oauth::now();
     let g = grant::redeem_code(state.store.as_ref(), code, now)
         .await
-        .map_err(|e| match e {
-            GrantError::Store(_) => ca(CaCode::GenericError, "the session store is unavailable; retry later"),
-            _ => ca(CaCode::SessionInvalid, "the code is invalid, expired or already used"),
-        })?;
+        .map_err(redeem_error)?;
     let org = state
         .org_by_key(&g.org)
         .ok_or_else(|| ca(CaCode::SessionInvalid, "the code is invalid, expired or already used"))?;
-    if g.protocol != Protocol::CentralAuth || site_org.as_ref().is_some_and(|o| org_key(o) != g.org) {
-        return Err(ca(
-            CaCode::SessionInvalid,
-            "the code is invalid, expired or already used",
-        ));
-    }
-    if authenticated.is_none() && g.app_id.is_none() {
-        return Err(ca(
-            CaCode::NoPermission,
-            "this code was issued to a web client: authenticate with HTTP Basic client_id:secret",
-        ));
-    }
-    let same_target = match (redirect::parse(redirect_uri), redirect::parse(&g.redirect_uri)) {
-        (Ok(a), Ok(b)) => a.without_query() == b.without_query(),
-        _ => false,
+    let exchange = Exchange {
+        site_org: site_org.as_ref().map(|o| org_key(o)),
+        authenticated: authenticated.is_some(),
+        redirect_uri,
+        verifier: form.get("code_verifier"),
     };
-    if !same_target {
-        return Err(ca(
-            CaCode::CallbackUrlInvalid,
-            "redirect_uri does not match the one of the login request",
-        ));
-    }
-    pkce::verify(
-        g.code_challenge.as_deref(),
-        form.get("code_verifier"),
-        pkce::VerifierRules::CentralAuth,
-    )
-    .map_err(|e| CaError {
-        code: CaCode::CodeChallengeInvalid,
-        message: e.to_string().into(),
-    })?;
+    exchange.check(&g)?;
     let session = grant::use_session(state.store.as_ref(), &g.session_id, org.max_inactivity(), now)
         .await
         .ok()
@@ -296,4 +335,91 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Respo
         .map_err(|_| ca(CaCode::GenericError, "the session store is unavailable; retry later"))?;
     tracing::info!(org = %session.org.name, "session ended by logout");
     Ok(axum::Json(json!({"success": true})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "0d5c2f7e-6d1b-4c1a-9b1e-2f7d8e9a0b1c";
+
+    fn org(name: &str) -> OrgKey {
+        OrgKey {
+            namespace: "ns".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        }
+    }
+
+    fn code(app_id: Option<&str>) -> grant::CodeGrant {
+        grant::CodeGrant {
+            org: org("acme"),
+            client_id: "cid".into(),
+            protocol: Protocol::CentralAuth,
+            redirect_uri: "https://app.example.com/cb?return_to=%2Fdash".into(),
+            code_challenge: Some(pkce::s256(UUID)),
+            app_id: app_id.map(Into::into),
+            session_id: "s".into(),
+            email: "ada@example.com".into(),
+            scope: None,
+            nonce: None,
+            auth_time: 0,
+            issued_at: 0,
+            family_id: "f".into(),
+            jti: "j".into(),
+        }
+    }
+
+    fn web() -> Exchange<'static> {
+        Exchange {
+            site_org: Some(org("acme")),
+            authenticated: true,
+            redirect_uri: "https://app.example.com/cb",
+            verifier: Some(UUID),
+        }
+    }
+
+    fn refused(e: &Exchange, g: &grant::CodeGrant) -> Option<CaCode> {
+        e.check(g).err().map(|err| err.code)
+    }
+
+    #[test]
+    fn the_official_web_client_exchange_passes() {
+        assert_eq!(refused(&web(), &code(None)), None);
+        let native = Exchange {
+            authenticated: false,
+            ..web()
+        };
+        assert_eq!(refused(&native, &code(Some("app"))), None);
+    }
+
+    #[test]
+    fn each_mismatch_is_refused_with_its_code() {
+        let g = code(None);
+        let anonymous = Exchange {
+            authenticated: false,
+            ..web()
+        };
+        assert_eq!(refused(&anonymous, &g), Some(CaCode::NoPermission));
+        let other_org = Exchange {
+            site_org: Some(org("other")),
+            ..web()
+        };
+        assert_eq!(refused(&other_org, &g), Some(CaCode::SessionInvalid));
+        let oauth = grant::CodeGrant {
+            protocol: Protocol::OAuth,
+            ..code(None)
+        };
+        assert_eq!(refused(&web(), &oauth), Some(CaCode::SessionInvalid));
+        let other_path = Exchange {
+            redirect_uri: "https://app.example.com/other",
+            ..web()
+        };
+        assert_eq!(refused(&other_path, &g), Some(CaCode::CallbackUrlInvalid));
+        let wrong_verifier = Exchange {
+            verifier: Some("1d5c2f7e-6d1b-4c1a-9b1e-2f7d8e9a0b1c"),
+            ..web()
+        };
+        assert_eq!(refused(&wrong_verifier, &g), Some(CaCode::CodeChallengeInvalid));
+    }
 }
