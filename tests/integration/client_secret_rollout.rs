@@ -60,6 +60,12 @@ impl History {
         self.sorted().into_iter().find(|e| e.what == what && pred(e))
     }
 
+    /// The first entry about `what` satisfying `pred`, waiting up to 20 s for it: the
+    /// recording watches may lag behind a state the test has already read from the API.
+    async fn first_recorded(&self, what: &str, pred: impl Fn(&Entry) -> bool) -> Option<Entry> {
+        support::wait_until(Duration::from_secs(20), || async { self.first(what, &pred) }).await
+    }
+
     /// The last entry about `what` before resourceVersion `rv`.
     fn last_before(&self, what: &str, rv: u64) -> Option<Entry> {
         self.sorted().into_iter().rev().find(|e| e.what == what && e.rv < rv)
@@ -232,13 +238,15 @@ async fn wait_complete(history: &History, what: &str) {
 
 /// The previous secret was Retiring while the workload rolled out at the new fingerprint, and
 /// was revoked only after every workload had completed that rollout.
-fn assert_retired_after_rollouts(history: &History, old: &str, new_fp: &str, workloads: &[&str]) {
+async fn assert_retired_after_rollouts(history: &History, old: &str, new_fp: &str, workloads: &[&str]) {
     let cs = format!("ClientSecret/{old}");
     let retiring = history
-        .first(&cs, |e| e.value.as_deref() == Some("Retiring"))
+        .first_recorded(&cs, |e| e.value.as_deref() == Some("Retiring"))
+        .await
         .expect("the old secret was never Retiring");
     let revoked = history
-        .first(&cs, |e| e.value.as_deref() == Some("Revoked"))
+        .first_recorded(&cs, |e| e.value.as_deref() == Some("Revoked"))
+        .await
         .expect("the old secret was never revoked");
     for w in workloads {
         let before = history
@@ -326,7 +334,8 @@ async fn on_rollout_with_stamping_writes_credentials_then_stamps_and_retires_aft
     }
     // v2 became Active only once every template carried it.
     let active = history
-        .first("ClientSecret/v2", |e| e.value.as_deref() == Some("Active"))
+        .first_recorded("ClientSecret/v2", |e| e.value.as_deref() == Some("Active"))
+        .await
         .unwrap();
     for w in ["Deployment/web", "DaemonSet/agent"] {
         let stamped = history
@@ -337,7 +346,7 @@ async fn on_rollout_with_stamping_writes_credentials_then_stamps_and_retires_aft
             "v2 was Active before {w} carried its fingerprint"
         );
     }
-    assert_retired_after_rollouts(&history, "v1", &new_fp, &["Deployment/web", "DaemonSet/agent"]);
+    assert_retired_after_rollouts(&history, "v1", &new_fp, &["Deployment/web", "DaemonSet/agent"]).await;
     let creds = h.secrets().get("shop-credentials").await.unwrap();
     assert_eq!(data(&creds, CLIENT_SECRET_KEY), h.plaintext_of("v2").await);
     h.wait_event("v2", "Stamped").await;
@@ -401,7 +410,7 @@ async fn on_rollout_without_stamping_waits_for_the_pipeline_and_for_every_worklo
     stamp(&h.client, &h.ns, "StatefulSet", "db", &new_fp).await;
     h.wait_phase("v2", ClientSecretPhase::Active, 30).await;
     h.wait_phase("v1", ClientSecretPhase::Revoked, 120).await;
-    assert_retired_after_rollouts(&history, "v1", &new_fp, &["Deployment/api", "StatefulSet/db"]);
+    assert_retired_after_rollouts(&history, "v1", &new_fp, &["Deployment/api", "StatefulSet/db"]).await;
     assert_eq!(
         phase(&h.client_secrets().get("typo").await.unwrap()),
         Some(ClientSecretPhase::Pending)
