@@ -71,7 +71,7 @@ pub struct LoginRequest {
     pub nonce: Option<String>,
     /// SHA-256 of the CSRF token.
     pub csrf_hash: String,
-    /// `embed=1`.
+    /// `embed=1` was asked and the organization has `allowedOrigins` that may frame the page.
     pub embed: bool,
     /// Decoded `translations`.
     pub translations: BTreeMap<String, String>,
@@ -161,7 +161,7 @@ fn centralauth_request(
         scope: None,
         nonce: None,
         csrf_hash: String::new(),
-        embed: p.get("embed") == Some("1"),
+        embed: p.get("embed") == Some("1") && !org.spec.allowed_origins.is_empty(),
         translations: p.get("translations").map(decode_translations).unwrap_or_default(),
         email: p.get("email").map(String::from),
         message: p.get("error_description").map(String::from),
