@@ -25,7 +25,7 @@ use super::login::{LoginRequest, client_addr, error_redirect, start};
 use super::routing::{Site, host, org_key};
 use crate::crd::Organization;
 use crate::oauth::error::OAuthError;
-use crate::oauth::grant::{self, GrantError, Protocol, RefreshGrant, Session};
+use crate::oauth::grant::{self, CodeGrant, GrantError, Protocol, RefreshGrant, Session};
 use crate::oauth::{pkce, redirect, tokens};
 
 /// Scopes this server knows; others are dropped from requests.
@@ -277,23 +277,7 @@ async fn code_grant(state: &AppState, org: &Organization, c: &Caller, form: &Par
     let g = grant::redeem_code(state.store.as_ref(), code, now)
         .await
         .map_err(grant_error)?;
-    if g.protocol != Protocol::OAuth || g.org != org_key(org) || g.client_id != c.client_id {
-        return Err(OAuthError::InvalidGrant("the code was not issued to this client"));
-    }
-    if !c.confidential && g.app_id.is_none() {
-        return Err(OAuthError::InvalidClient);
-    }
-    if g.redirect_uri != redirect_uri {
-        return Err(OAuthError::InvalidGrant(
-            "redirect_uri differs from the authorization request",
-        ));
-    }
-    pkce::verify(
-        g.code_challenge.as_deref(),
-        form.get("code_verifier"),
-        pkce::VerifierRules::Strict,
-    )
-    .map_err(|_| OAuthError::InvalidGrant("PKCE verification failed"))?;
+    check_code(&g, org, c, redirect_uri, form.get("code_verifier"))?;
     let session = live_session(state, org, &g.session_id, now).await?;
     let rg = RefreshGrant {
         org: g.org.clone(),
@@ -307,22 +291,7 @@ async fn code_grant(state: &AppState, org: &Organization, c: &Caller, form: &Par
     };
     let mut body = user_tokens(state, org, &rg, &g.jti, now).await?;
     if g.scope.as_deref().is_some_and(|s| s.split(' ').any(|x| x == "openid")) {
-        let claims = tokens::id_token_claims(
-            &state.issuer(org),
-            &session,
-            &g.client_id,
-            g.nonce.as_deref(),
-            g.auth_time,
-            now,
-            state.settings.access_token_ttl,
-        );
-        body["id_token"] = json!(
-            state
-                .keys
-                .get()
-                .sign(&claims, "JWT", now)
-                .map_err(|_| OAuthError::ServerError)?
-        );
+        body["id_token"] = json!(id_token(state, org, &g, &session, now)?);
     }
     // A replay that raced this redemption may have revoked the family meanwhile.
     if grant::is_revoked(state.store.as_ref(), Some(&g.family_id), Some(&g.jti))
@@ -334,6 +303,55 @@ async fn code_grant(state: &AppState, org: &Organization, c: &Caller, form: &Par
         ));
     }
     Ok(axum::Json(body).into_response())
+}
+
+/// Whether the redeemed code `g` may be exchanged by caller `c` of `org`: a standard code of
+/// this organization and client (public clients only for native apps), the exact
+/// `redirect_uri` of the authorization request, and the S256 verifier of its challenge.
+fn check_code(
+    g: &CodeGrant,
+    org: &Organization,
+    c: &Caller,
+    redirect_uri: &str,
+    verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    if g.protocol != Protocol::OAuth || g.org != org_key(org) || g.client_id != c.client_id {
+        return Err(OAuthError::InvalidGrant("the code was not issued to this client"));
+    }
+    if !c.confidential && g.app_id.is_none() {
+        return Err(OAuthError::InvalidClient);
+    }
+    if g.redirect_uri != redirect_uri {
+        return Err(OAuthError::InvalidGrant(
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    pkce::verify(g.code_challenge.as_deref(), verifier, pkce::VerifierRules::Strict)
+        .map_err(|_| OAuthError::InvalidGrant("PKCE verification failed"))
+}
+
+/// The signed OIDC ID token of a code exchange.
+fn id_token(
+    state: &AppState,
+    org: &Organization,
+    g: &CodeGrant,
+    session: &Session,
+    now: i64,
+) -> Result<String, OAuthError> {
+    let claims = tokens::id_token_claims(
+        &state.issuer(org),
+        session,
+        &g.client_id,
+        g.nonce.as_deref(),
+        g.auth_time,
+        now,
+        state.settings.access_token_ttl,
+    );
+    state
+        .keys
+        .get()
+        .sign(&claims, "JWT", now)
+        .map_err(|_| OAuthError::ServerError)
 }
 
 async fn refresh_grant(
@@ -567,4 +585,83 @@ pub async fn userinfo(
         "email_verified": true,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::tests::{created, org};
+
+    const VERIFIER: &str = "oauth2-test-verifier-0123456789-abcdefghijklmnop";
+    const CB: &str = "https://app.example.com/cb";
+
+    fn named(name: &str) -> Organization {
+        created(org(None, None), name, 100, Some("cid"))
+    }
+
+    fn code(org: &Organization) -> CodeGrant {
+        CodeGrant {
+            org: org_key(org),
+            client_id: "cid".into(),
+            protocol: Protocol::OAuth,
+            redirect_uri: CB.into(),
+            code_challenge: Some(pkce::s256(VERIFIER)),
+            app_id: None,
+            session_id: "s".into(),
+            email: "ada@example.com".into(),
+            scope: Some("openid".into()),
+            nonce: None,
+            auth_time: 0,
+            issued_at: 0,
+            family_id: "f".into(),
+            jti: "j".into(),
+        }
+    }
+
+    fn web() -> Caller {
+        Caller {
+            client_id: "cid".into(),
+            confidential: true,
+        }
+    }
+
+    #[test]
+    fn the_exact_exchange_passes_and_each_mismatch_is_refused() {
+        let org = named("acme");
+        let g = code(&org);
+        assert!(check_code(&g, &org, &web(), CB, Some(VERIFIER)).is_ok());
+        let public = Caller {
+            confidential: false,
+            ..web()
+        };
+        assert!(matches!(
+            check_code(&g, &org, &public, CB, Some(VERIFIER)),
+            Err(OAuthError::InvalidClient)
+        ));
+        let other_org = named("other");
+        let uuid = "0d5c2f7e-6d1b-4c1a-9b1e-2f7d8e9a0b1c";
+        let centralauth = CodeGrant {
+            protocol: Protocol::CentralAuth,
+            ..code(&org)
+        };
+        for (g, org, redirect, verifier) in [
+            (&g, &other_org, CB, Some(VERIFIER)),
+            (&centralauth, &org, CB, Some(VERIFIER)),
+            (&g, &org, "https://app.example.com/cb/", Some(VERIFIER)),
+            (&g, &org, CB, Some("oauth2-test-verifier-0123456789-abcdefghijklmnoq")),
+            (&g, &org, CB, None),
+        ] {
+            let refused = check_code(g, org, &web(), redirect, verifier);
+            assert!(
+                matches!(refused, Err(OAuthError::InvalidGrant(_))),
+                "{redirect} {verifier:?}"
+            );
+        }
+        // The CentralAuth endpoint's UUID verifier is too short for the standard one.
+        let uuid_code = CodeGrant {
+            code_challenge: Some(pkce::s256(uuid)),
+            ..code(&org)
+        };
+        assert!(check_code(&uuid_code, &org, &web(), CB, Some(uuid)).is_err());
+    }
 }
