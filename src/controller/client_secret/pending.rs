@@ -234,6 +234,19 @@ async fn stamp_then_activate(
     generated: &Generated,
     unstamped: &[&Observed],
 ) -> Result<Stepped, Error> {
+    if let Some(wait) = contested(state, cs, generated, unstamped) {
+        return Ok(wait);
+    }
+    if let Some(blocked) = switch_credentials(state, org, generated).await? {
+        return Ok(blocked);
+    }
+    stamp_all(state, cs, org, generated, unstamped).await?;
+    activate_now(state, cs, org, generated).await
+}
+
+/// Waits while some of `unstamped` carry the fingerprint of another ClientSecret's pending
+/// rollout: stamping over it would abandon that rollout halfway.
+fn contested(state: &State, cs: &ClientSecret, generated: &Generated, unstamped: &[&Observed]) -> Option<Stepped> {
     let pending = pending_rollout_fingerprints(state, cs);
     let contested: Vec<&Observed> = unstamped
         .iter()
@@ -243,18 +256,26 @@ async fn stamp_then_activate(
             carried.is_some_and(|f| pending.contains(f))
         })
         .collect();
-    if !contested.is_empty() {
-        let why = format!(
-            "{} carry the fingerprint of another ClientSecret's pending rollout; stamping starts when that one is active",
-            list(&contested)
-        );
-        return Ok(wait(generated, Cond::no("WaitingForOtherRollout", why)));
+    if contested.is_empty() {
+        return None;
     }
+    let why = format!(
+        "{} carry the fingerprint of another ClientSecret's pending rollout; stamping starts when that one is active",
+        list(&contested)
+    );
+    Some(wait(generated, Cond::no("WaitingForOtherRollout", why)))
+}
+
+/// Writes the new secret into the organization's credentials Secret, which must happen before
+/// any pod template is stamped; the verdict when it cannot.
+async fn switch_credentials(
+    state: &State,
+    org: &Organization,
+    generated: &Generated,
+) -> Result<Option<Stepped>, Error> {
     let Some(source) = &generated.secret else {
-        return Ok(wait(
-            generated,
-            Cond::no("SecretUnavailable", "the secret's Secret is missing"),
-        ));
+        let missing = Cond::no("SecretUnavailable", "the secret's Secret is missing");
+        return Ok(Some(wait(generated, missing)));
     };
     match credentials::ensure(&state.ctx.client, org, source, credentials::Mode::Switch).await? {
         Outcome::NotConfigured => {
@@ -262,23 +283,31 @@ async fn stamp_then_activate(
                 "rollout.stamp needs spec.credentialsSecretName on Organization {}: the operator writes the new secret there before stamping the pod templates",
                 org.name_any()
             );
-            return Ok(wait(generated, Cond::no("NoCredentialsSecret", why)));
+            Ok(Some(wait(generated, Cond::no("NoCredentialsSecret", why))))
         }
         outcome @ Outcome::Foreign(_) => {
             let ready = activate::credentials_ready(org, &outcome).unwrap_or_else(|| generated.ready());
             let why = "the credentials Secret cannot be written (see the Ready condition), so nothing was stamped";
-            return Ok(Stepped::Write(
-                Verdict {
-                    phase: ClientSecretPhase::Pending,
-                    markers: generated.markers.clone(),
-                    ready,
-                    activated: Cond::no("CredentialsSecretTaken", why),
-                },
-                Action::await_change(),
-            ));
+            let verdict = Verdict {
+                phase: ClientSecretPhase::Pending,
+                markers: generated.markers.clone(),
+                ready,
+                activated: Cond::no("CredentialsSecretTaken", why),
+            };
+            Ok(Some(Stepped::Write(verdict, Action::await_change())))
         }
-        Outcome::Unchanged | Outcome::Written => {}
+        Outcome::Unchanged | Outcome::Written => Ok(None),
     }
+}
+
+/// Stamps every workload of `unstamped` with the fingerprint, then says so in an event.
+async fn stamp_all(
+    state: &State,
+    cs: &ClientSecret,
+    org: &Organization,
+    generated: &Generated,
+    unstamped: &[&Observed],
+) -> Result<(), Error> {
     let ns = cs.namespace().unwrap_or_default();
     for o in unstamped {
         rollout::stamp(&state.ctx.client, &ns, &o.workload, &generated.fingerprint).await?;
@@ -296,5 +325,5 @@ async fn stamp_then_activate(
         secondary: None,
     };
     status::publish(state, cs, event).await;
-    activate_now(state, cs, org, generated).await
+    Ok(())
 }
