@@ -16,7 +16,7 @@ persistence):
   2. authorization_code exchange at the same endpoint, each request a fresh code (minted
      beforehand through /oauth2/authorize with a session cookie; codes live 60 s);
   3. the bare axum handler (POST returning a small JSON body);
-plus examples/bench_verify (cold argon2id vs cached verification).
+plus tests/bench/verify.rs, the bench_verify example (cold argon2id vs cached verification).
 With --orgs N the namespace also holds N other Organizations with a ClientSecret each (all
 minted before wrk starts): how lookups in the caches scale with the number of tenants.
 """
