@@ -442,7 +442,7 @@ pub async fn complete(state: &AppState, p: &Posted, email: String, method: Login
         app_id: login.app_id.clone(),
         device_id: login.device_id.clone(),
     };
-    if grant::create_session(store, &session, idle(state, &login.org))
+    if grant::create_session(store, &session, p.org.max_inactivity())
         .await
         .is_err()
     {

@@ -347,10 +347,15 @@ fn id_token(
         now,
         state.settings.access_token_ttl,
     );
+    sign(state, &claims, "JWT", now)
+}
+
+/// Signs `claims` with the current signing key as a JWT of type `typ`.
+fn sign(state: &AppState, claims: &Value, typ: &str, now: i64) -> Result<String, OAuthError> {
     state
         .keys
         .get()
-        .sign(&claims, "JWT", now)
+        .sign(claims, typ, now)
         .map_err(|_| OAuthError::ServerError)
 }
 
@@ -418,11 +423,7 @@ async fn user_tokens(
         now,
         ttl,
     };
-    let access = state
-        .keys
-        .get()
-        .sign(&claims.to_json(), "at+jwt", now)
-        .map_err(|_| OAuthError::ServerError)?;
+    let access = sign(state, &claims.to_json(), "at+jwt", now)?;
     let refresh = grant::issue_refresh(
         state.store.as_ref(),
         rg,
@@ -459,11 +460,7 @@ fn client_credentials(
         now,
         ttl,
     };
-    let access = state
-        .keys
-        .get()
-        .sign(&claims.to_json(), "at+jwt", now)
-        .map_err(|_| OAuthError::ServerError)?;
+    let access = sign(state, &claims.to_json(), "at+jwt", now)?;
     let mut body = json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl});
     if let Some(s) = scope {
         body["scope"] = json!(s);

@@ -19,6 +19,7 @@ use std::collections::hash_map::Entry;
 use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderMap;
+use kube::ResourceExt;
 
 use crate::cache::Caches;
 use crate::crd::{ClientSecret, NativeApp, Organization};
@@ -69,11 +70,17 @@ impl Index {
             }
         }
         for cs in secrets {
-            let key = (namespace(&cs.metadata), cs.spec.organization_ref.name.clone());
+            let key = (
+                cs.namespace().unwrap_or_default(),
+                cs.spec.organization_ref.name.clone(),
+            );
             index.client_secrets.entry(key).or_default().push(cs);
         }
         for app in apps {
-            let key = (namespace(&app.metadata), app.spec.organization_ref.name.clone());
+            let key = (
+                app.namespace().unwrap_or_default(),
+                app.spec.organization_ref.name.clone(),
+            );
             index.native_apps.entry(key).or_default().push(app);
         }
         index
@@ -92,12 +99,8 @@ fn keep_senior(map: &mut HashMap<String, Arc<Organization>>, key: String, org: &
     }
 }
 
-fn namespace(meta: &kube::api::ObjectMeta) -> String {
-    meta.namespace.clone().unwrap_or_default()
-}
-
 fn org_name(org: &Organization) -> OrgName {
-    (namespace(&org.metadata), org.metadata.name.clone().unwrap_or_default())
+    (org.namespace().unwrap_or_default(), org.name_any())
 }
 
 /// The current [`Index`], shared by every request of a server.
