@@ -240,3 +240,52 @@ async fn every_use_of_a_session_keeps_the_organizations_idle_limit() {
         "verify extended the session to {ttl} s, past maxInactivitySeconds"
     );
 }
+
+/// `embed=1` loosens framing and cookies only for organizations with `allowedOrigins` (the
+/// sites that may frame the page); a native-app-only organization has none.
+#[tokio::test]
+async fn embed_loosens_framing_and_cookies_only_for_organizations_with_allowed_origins() {
+    let server = Server::start("ca-embed").await;
+    let web = server.tenant("webby", json!({}), &[]).await;
+    let native_only = json!({"allowedOrigins": [], "redirectUris": []});
+    let native = server.tenant("appy", native_only, &[]).await;
+    let (app_id, callback) = native
+        .native_app(&server, "appy-ios", "https://links.example.com/auth")
+        .await;
+    let http = server.http(&[]);
+    let login_page = |t: &crate::oauth_support::Tenant, redirect: &str, extra: &[(&str, &str)]| {
+        let mut q = vec![
+            ("client_id", t.client_id.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", redirect),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+            ("embed", "1"),
+        ];
+        q.extend_from_slice(extra);
+        let url = reqwest::Url::parse_with_params(&format!("{}/login", t.origin()), &q).unwrap();
+        http.get(url).send()
+    };
+    let headers = |r: &reqwest::Response| {
+        // The attributes only: the value is a CSRF token, which has no place in test output.
+        let cookie = r.headers()["set-cookie"].to_str().unwrap();
+        let cookie = cookie.split_once(';').unwrap().1.to_string();
+        let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+        (cookie, csp)
+    };
+    let framed = login_page(&web, "https://app.example.com/cb", &[]).await.unwrap();
+    let (cookie, csp) = headers(&framed);
+    assert!(cookie.contains("SameSite=None; Secure; Partitioned"), "{cookie}");
+    assert!(csp.ends_with("frame-ancestors https://app.example.com"), "{csp}");
+
+    let extra = [("app_id", app_id.as_str()), ("device_id", "device-1")];
+    let unframed = login_page(&native, &format!("{callback}/done"), &extra).await.unwrap();
+    assert_eq!(unframed.status(), 200);
+    let (cookie, csp) = headers(&unframed);
+    assert!(
+        cookie.contains("SameSite=Lax") && !cookie.contains("Partitioned"),
+        "{cookie}"
+    );
+    assert!(csp.ends_with("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(unframed.headers()["x-frame-options"], "DENY");
+}
