@@ -127,8 +127,9 @@ impl SecretVerifier {
         Some(matched)
     }
 
-    /// Drops cached verifications whose secret no longer authenticates (called when the
-    /// caches change; correctness does not depend on it, memory does).
+    /// Drops cached verifications whose secret no longer authenticates. The server does not
+    /// call it: a stale entry is dropped on its next hit (see `authenticate_client`) or when
+    /// the cache reaches [`CACHE_CAPACITY`], which bounds its memory.
     pub fn retain(&self, still_valid: impl Fn(&SecretId) -> bool) {
         self.lock().retain(|_, id| still_valid(id));
     }
