@@ -129,7 +129,7 @@ impl SecretVerifier {
 
     /// Drops cached verifications whose secret no longer authenticates. The server does not
     /// call it: a stale entry is dropped on its next hit (see `authenticate_client`) or when
-    /// the cache reaches [`CACHE_CAPACITY`], which bounds its memory.
+    /// the cache reaches its capacity (10,000 entries), which bounds its memory.
     pub fn retain(&self, still_valid: impl Fn(&SecretId) -> bool) {
         self.lock().retain(|_, id| still_valid(id));
     }
