@@ -144,11 +144,26 @@ pub async fn activate(
         let record = record_for(cs, &generated.fingerprint, lifecycle::now());
         match write_record(state, &org, Some(&record), &activated_cond(cs, &generated.fingerprint)).await {
             Ok(written) => return complete(state, cs, &written, generated, prev).await,
-            Err(Error::Conflict(_)) => org = refetch(state, &org).await?,
+            Err(Error::Conflict(_)) => org = refetch_same_record(state, &org).await?,
             Err(e) => return Err(e),
         }
     }
     Err(Error::Conflict(format!("Organization {}", org.name_any())))
+}
+
+/// The Organization again after a lost write, to retry on — unless another activation changed
+/// its record meanwhile: the caller decided on the old record (e.g. that no newer secret is
+/// active), so the reconcile must decide again rather than overwrite the new one.
+async fn refetch_same_record(state: &State, org: &Organization) -> Result<Organization, Error> {
+    let fresh = refetch(state, org).await?;
+    let id = |o: &Organization| o.active_secret().map(|a| (a.name.clone(), a.uid.clone()));
+    if id(&fresh) != id(org) {
+        return Err(Error::Conflict(format!(
+            "the active secret of Organization {}",
+            org.name_any()
+        )));
+    }
+    Ok(fresh)
 }
 
 /// Records `cs` again in an empty record (its status says Active: the Organization's status was
