@@ -312,7 +312,7 @@ pub async fn userinfo(State(state): State<AppState>, req: Request) -> Result<Res
         message: e.to_string().into(),
     })?;
     if let Some(domain) = params.get("domain") {
-        let allowed = redirect::origin_allowed(domain, &org.spec.allowed_origins)
+        let allowed = crate::origin::origin_allowed(domain, &org.spec.allowed_origins)
             || state
                 .native_apps_of(&org)
                 .iter()

@@ -161,7 +161,7 @@ fn centralauth_request(
         scope: None,
         nonce: None,
         csrf_hash: String::new(),
-        embed: p.get("embed") == Some("1") && !org.spec.allowed_origins.is_empty(),
+        embed: p.get("embed") == Some("1") && crate::origin::usable(&org.spec.allowed_origins).next().is_some(),
         translations: p.get("translations").map(decode_translations).unwrap_or_default(),
         email: p.get("email").map(String::from),
         message: p.get("error_description").map(String::from),
@@ -609,9 +609,17 @@ pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status:
         .map(|u| format!("<img src=\"{}\" alt=\"\" height=\"48\">", escape(&u)))
         .unwrap_or_default();
     let body = format!("{logo}<h1>{}</h1>{content}", escape(&name));
-    let ancestors = match (&org, login.embed) {
-        (Some(o), true) if !o.spec.allowed_origins.is_empty() => o.spec.allowed_origins.join(" "),
-        _ => "'none'".to_string(),
+    // Only entries that can match: `https://*.com` must not let every .com site frame the page.
+    let framers: Vec<&str> = match (&org, login.embed) {
+        (Some(o), true) => crate::origin::usable(&o.spec.allowed_origins)
+            .map(String::as_str)
+            .collect(),
+        _ => vec![],
+    };
+    let ancestors = if framers.is_empty() {
+        "'none'".to_string()
+    } else {
+        framers.join(" ")
     };
     (status, html_headers(&ancestors), page(&name, &body)).into_response()
 }
