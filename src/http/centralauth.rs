@@ -54,8 +54,10 @@ fn auth_error(f: AuthFailure) -> CaError {
             CaCode::NoPermission,
             "client authentication failed: check the client ID and secret",
         ),
-        AuthFailure::Throttled => ca(CaCode::TooManyRequests, "too many failed attempts; retry later"),
-        AuthFailure::Unavailable => ca(CaCode::GenericError, "the session store is unavailable; retry later"),
+        AuthFailure::Busy => ca(
+            CaCode::TooManyRequests,
+            "too many client authentications are waiting to be verified; retry in a moment",
+        ),
     }
 }
 
@@ -209,15 +211,7 @@ fn active_secret_plaintext(state: &AppState, org: &Organization) -> Option<Strin
         .client_secrets_of(org)
         .into_iter()
         .find(|cs| cs.metadata.name.as_deref() == Some(active.name.as_str()) && cs.authenticates_for(org))?;
-    let name = cs
-        .status
-        .as_ref()
-        .and_then(|s| s.secret_name.clone())
-        .unwrap_or_else(|| cs.secret_name());
-    let bytes = state
-        .secrets
-        .value(org.metadata.namespace.as_deref()?, &name, "client_secret")?;
-    String::from_utf8(bytes).ok()
+    state.secret_plaintext(org, &cs)
 }
 
 async fn mint(

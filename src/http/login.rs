@@ -36,7 +36,8 @@ use super::routing::{Site, host, org_key};
 use crate::crd::Organization;
 use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::oauth::grant::{self, CodeGrant, OrgKey, Protocol, Session};
-use crate::oauth::{pkce, redirect, throttle};
+use crate::oauth::throttle::{self, Counters, Limits, Tally};
+use crate::oauth::{device, pkce, redirect};
 use crate::store::{hashed, json};
 
 /// How long a rendered login form stays usable (renewed when a code e-mail is sent).
@@ -81,11 +82,13 @@ pub struct LoginRequest {
     pub message: Option<String>,
 }
 
-/// The client address (peer of the TCP connection).
+/// The client address: what the router's middleware found ([`super::ClientAddr`]: the socket
+/// peer, or what trusted proxies say), else the socket peer.
 pub fn client_addr(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    let ext = req.extensions();
+    ext.get::<super::ClientAddr>()
+        .map(|a| a.0)
+        .or_else(|| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
@@ -231,7 +234,7 @@ pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest,
             grant::use_session(state.store.as_ref(), &sid, idle(state, &req.org), crate::oauth::now()).await
         && session.org == req.org
     {
-        return finish(state, &req, &session, None).await;
+        return finish(state, &req, &session, vec![]).await;
     }
     let csrf = grant::random_token();
     req.csrf_hash = hashed(&csrf);
@@ -314,6 +317,8 @@ pub struct Posted {
     pub form: Params,
     /// The client address.
     pub addr: IpAddr,
+    /// The request's headers (cookies).
+    pub headers: HeaderMap,
 }
 
 /// Reads a login form post and checks its login ID and CSRF token; `Err` is the error page.
@@ -346,7 +351,57 @@ pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> 
         org,
         form,
         addr,
+        headers,
     })
+}
+
+/// Who makes a login step for an account: anyone from an address, or the browser holding
+/// the account's device cookie ([`crate::oauth::device`]). Says which failure counters count
+/// the step.
+pub struct Attempter {
+    tenant: String,
+    email: String,
+    addr: IpAddr,
+    /// The device ID of the browser's device cookie, when it names this account.
+    pub device: Option<String>,
+}
+
+impl Attempter {
+    /// The attempter of a step of `p` for `email`.
+    pub fn of(state: &AppState, p: &Posted, email: &str) -> Attempter {
+        Attempter {
+            tenant: p.login.org.uid.clone(),
+            email: email.to_string(),
+            addr: p.addr,
+            device: trusted_device(state, &p.org, &p.headers, email),
+        }
+    }
+
+    /// The counters of `tally` this attempter's steps are counted in.
+    pub fn counters(&self, tally: Tally, limits: Limits) -> Counters {
+        match &self.device {
+            Some(d) => tally.device(limits, &self.tenant, d),
+            None => tally.untrusted(limits, &self.tenant, &self.email, self.addr),
+        }
+    }
+
+    /// The cool-down key of code e-mails this attempter asks for.
+    pub fn cooldown_key(&self) -> String {
+        crate::oauth::otp::cooldown_key(&self.tenant, &self.email, self.device.as_deref())
+    }
+}
+
+/// The device ID of the browser's device cookie for organization `org`, when the cookie is
+/// valid and names `email`.
+fn trusted_device(state: &AppState, org: &Organization, headers: &HeaderMap, email: &str) -> Option<String> {
+    let key = org_key(org);
+    let token = cookie(headers, &device::cookie_name(&key))?;
+    let claims = state
+        .keys
+        .get()
+        .verify(&token, Some(device::TYP), crate::oauth::now())
+        .ok()?;
+    device::device_of(&claims, &state.issuer(org), &key, email)
 }
 
 /// The answer to a post whose CSRF token is not the browser's. Embedded, the page stays
@@ -387,11 +442,8 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
     }
     let store = state.store.as_ref();
     let email = form_email(&p.form);
-    let limits = state.settings.login_limits;
-    if throttle::is_throttled(store, limits, "login", &email, p.addr)
-        .await
-        .unwrap_or(true)
-    {
+    let counters = Attempter::of(&state, &p, &email).counters(throttle::LOGIN, state.settings.login_limits);
+    if counters.over(store).await.unwrap_or(true) {
         let msg = "Too many failed attempts. Wait a few minutes and try again.";
         return form_response(
             &state,
@@ -405,7 +457,7 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
     let password = p.form.get("password").unwrap_or_default();
     if !check_password(&state, &p.org, &email, password).await {
         state.metrics.login(LoginMethod::password, LoginOutcome::failure);
-        let _ = throttle::record_failure(store, limits, "login", &email, p.addr).await;
+        let _ = counters.record(store).await;
         let msg = text(
             &p.login,
             "loginPagePasswordError",
@@ -448,12 +500,26 @@ pub async fn complete(state: &AppState, p: &Posted, email: String, method: Login
     {
         return ErrorPage::bad_request("the session store is unavailable; retry later").into_response();
     }
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Max-Age={max}{}",
-        session.id,
-        cookie_attributes(state, login.embed)
+    let attributes = cookie_attributes(state, login.embed);
+    let mut cookies = vec![format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Max-Age={max}{attributes}",
+        session.id
+    )];
+    let claims = device::claims(
+        &state.issuer(&p.org),
+        &login.org,
+        &session.email,
+        &grant::random_token(),
+        now,
     );
-    finish(state, &login, &session, Some(cookie)).await
+    if let Ok(token) = state.keys.get().sign(&claims, device::TYP, now) {
+        let name = device::cookie_name(&login.org);
+        cookies.push(format!(
+            "{name}={token}; Path=/; HttpOnly; Max-Age={}{attributes}",
+            device::TTL
+        ));
+    }
+    finish(state, &login, &session, cookies).await
 }
 
 async fn check_password(state: &AppState, org: &Organization, email: &str, password: &str) -> bool {
@@ -470,8 +536,8 @@ async fn check_password(state: &AppState, org: &Organization, email: &str, passw
     !email.is_empty() && state.verifier.verify_any(hashes, password).await.is_some()
 }
 
-/// Issues the code and redirects to the client.
-async fn finish(state: &AppState, login: &LoginRequest, session: &Session, set: Option<String>) -> Response {
+/// Issues the code and redirects to the client, setting `cookies`.
+async fn finish(state: &AppState, login: &LoginRequest, session: &Session, cookies: Vec<String>) -> Response {
     let Some(org) = state.org_by_key(&login.org) else {
         return ErrorPage::bad_request("the organization no longer exists").into_response();
     };
@@ -507,7 +573,7 @@ async fn finish(state: &AppState, login: &LoginRequest, session: &Session, set: 
         [(header::LOCATION, redirect::with_params(&login.redirect_uri, &params))],
     )
         .into_response();
-    if let Some(c) = set {
+    for c in cookies {
         set_cookie(&mut resp, &c);
     }
     resp

@@ -202,8 +202,7 @@ async fn caller(
                 .await
                 .map_err(|f| match f {
                     AuthFailure::Invalid => OAuthError::InvalidClient,
-                    AuthFailure::Throttled => OAuthError::SlowDown,
-                    AuthFailure::Unavailable => OAuthError::ServerError,
+                    AuthFailure::Busy => OAuthError::SlowDown,
                 })?;
             Ok(Caller {
                 client_id,

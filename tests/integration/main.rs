@@ -14,6 +14,7 @@ mod email_login;
 mod leader;
 mod metrics;
 mod native_app;
+mod oauth_abuse;
 mod oauth_attacks;
 mod oauth_browser;
 mod oauth_centralauth;
