@@ -32,7 +32,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tracing::Instrument;
 
 use crate::cache::Caches;
@@ -187,6 +187,8 @@ impl AppState {
 
 /// The public router (login and OAuth endpoints). Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so throttling sees client addresses.
+/// Every answer under `/api/` — unknown paths and wrong methods too — is a CentralAuth JSON
+/// error `{errorCode, message}` ([`error::api_errors`]).
 pub fn public_router(state: AppState) -> Router {
     let std_routes = Router::new()
         .route("/.well-known/openid-configuration", get(oauth2::discovery))
@@ -201,9 +203,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/login", get(login::get_login).post(login::post_login))
         .route("/login/email", post(email_login::send_code))
         .route("/login/code", post(email_login::check_code))
-        .route("/api/v1/verify", post(centralauth::verify))
-        .route("/api/v1/userinfo", post(centralauth::userinfo))
-        .route("/api/v1/logout", post(centralauth::logout))
+        .merge(api_routes())
         // RFC 8414 §3 inserts the well-known segment before the issuer's path.
         .route("/.well-known/openid-configuration/o/{cid}", get(oauth2::discovery))
         .route(
@@ -216,6 +216,27 @@ pub fn public_router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), client_address))
         .layer(middleware::from_fn(common))
         .with_state(state)
+}
+
+/// The CentralAuth API: its endpoints, and JSON errors for every other path and method.
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/verify",
+            post(centralauth::verify).fallback(error::api_method_not_allowed),
+        )
+        .route(
+            "/api/v1/userinfo",
+            post(centralauth::userinfo).fallback(error::api_method_not_allowed),
+        )
+        .route(
+            "/api/v1/logout",
+            post(centralauth::logout).fallback(error::api_method_not_allowed),
+        )
+        .route("/api", any(error::api_not_found))
+        .route("/api/", any(error::api_not_found))
+        .route("/api/{*rest}", any(error::api_not_found))
+        .layer(middleware::map_response(error::api_errors))
 }
 
 /// The client address of the request ([`crate::forwarded`]: the socket peer, or what trusted

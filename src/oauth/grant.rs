@@ -279,15 +279,10 @@ pub async fn rotate_refresh(store: &dyn Store, token: &str) -> Result<RefreshGra
     }
 }
 
-/// Revokes a refresh token's family without using it (RFC 7009); false when unknown.
-pub async fn revoke_refresh(store: &dyn Store, token: &str) -> StoreResult<bool> {
-    match store.get(&format!("rtfamily:{}", hashed(token))).await? {
-        Some(family) => {
-            revoke_family(store, &String::from_utf8_lossy(&family)).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+/// The grant of a live refresh token, without using it (introspection, RFC 7009 revocation);
+/// `None` when it is unknown, expired or already rotated.
+pub async fn refresh_grant(store: &dyn Store, token: &str) -> StoreResult<Option<RefreshGrant>> {
+    json::get(store, &format!("rt:{}", hashed(token))).await
 }
 
 #[cfg(test)]
