@@ -12,8 +12,9 @@
 //!   token when `unsafeIncludeUser` is on, which expects `user` inside). Payload: `sessionId`,
 //!   `iat`, `exp`, and `user` in the ID token. Native tokens are encrypted under the active
 //!   secret, since the app's backend decrypts them with the secret it holds.
-//! - userinfo/logout: Basic auth, the access token as a `text/plain` body. The server looks
-//!   the token up by its SHA-256 (recorded at issuance), so a token keeps working across a
+//! - userinfo/logout: Basic auth, the access token — or, with `unsafeIncludeUser`, the ID
+//!   token, which the client then keeps instead — as a `text/plain` body. The server looks the
+//!   token up by its SHA-256 (both are recorded at issuance), so a token keeps working across a
 //!   secret rotation for as long as its session lives, and logout ends the session for every
 //!   replica.
 
@@ -237,14 +238,18 @@ async fn mint(
         session_id: session.id.clone(),
     };
     let ttl = Duration::from_secs((expires_at - now).max(1) as u64);
-    json::put(
-        state.store.as_ref(),
-        &format!("catoken:{}", hashed(&access_token)),
-        &record,
-        ttl,
-    )
-    .await
-    .map_err(|_| ca(CaCode::GenericError, "the session store is unavailable; retry later"))?;
+    // Both tokens stand for the session: the official client keeps the ID token instead of the
+    // access token with `unsafeIncludeUser`, and sends that one to userinfo and logout.
+    for token in [&access_token, &id_token] {
+        json::put(
+            state.store.as_ref(),
+            &format!("catoken:{}", hashed(token)),
+            &record,
+            ttl,
+        )
+        .await
+        .map_err(|_| ca(CaCode::GenericError, "the session store is unavailable; retry later"))?;
+    }
     tracing::info!(org = %session.org.name, "CentralAuth code redeemed");
     Ok(axum::Json(json!({
         "access_token": access_token,

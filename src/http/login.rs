@@ -36,6 +36,7 @@ use super::routing::{Site, host, org_key};
 use crate::crd::Organization;
 use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::oauth::grant::{self, CodeGrant, OrgKey, Protocol, Session};
+use crate::oauth::prompt::{Decision, Prompt};
 use crate::oauth::throttle::{self, Counters, Limits, Tally};
 use crate::oauth::{device, pkce, redirect};
 use crate::store::{hashed, json};
@@ -80,6 +81,9 @@ pub struct LoginRequest {
     pub email: Option<String>,
     /// `error_description` to show.
     pub message: Option<String>,
+    /// CentralAuth `affirm=1`: the user must log in again, and the callback says so.
+    #[serde(default)]
+    pub affirm: bool,
 }
 
 /// The client address: what the router's middleware found ([`super::ClientAddr`]: the socket
@@ -99,7 +103,10 @@ pub async fn get_login(State(state): State<AppState>, headers: HeaderMap, RawQue
         Err(e) => return ErrorPage::bad_request(e.to_string()).into_response(),
     };
     match centralauth_request(&state, &headers, &params) {
-        Ok(Ok(req)) => start(&state, &headers, req, params.get("affirm") == Some("1")).await,
+        Ok(Ok(req)) => {
+            let prompt = if req.affirm { Prompt::login() } else { Prompt::default() };
+            start(&state, &headers, req, prompt).await
+        }
         Ok(Err(redirect_to)) => redirect_to,
         Err(page) => page.into_response(),
     }
@@ -168,6 +175,7 @@ fn centralauth_request(
         translations: p.get("translations").map(decode_translations).unwrap_or_default(),
         email: p.get("email").map(String::from),
         message: p.get("error_description").map(String::from),
+        affirm: p.get("affirm") == Some("1"),
     }))
 }
 
@@ -226,15 +234,28 @@ fn decode_translations(b64: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Finishes at once with a live session, or renders the form.
-pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest, affirm: bool) -> Response {
-    if !affirm
-        && let Some(sid) = cookie(headers, SESSION_COOKIE)
-        && let Ok(Some(session)) =
-            grant::use_session(state.store.as_ref(), &sid, idle(state, &req.org), crate::oauth::now()).await
-        && session.org == req.org
-    {
-        return finish(state, &req, &session, vec![]).await;
+/// Finishes at once with a live session of the organization when `prompt` allows it,
+/// redirects with `login_required` when it must not show a page, or renders the form.
+pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest, prompt: Prompt) -> Response {
+    let now = crate::oauth::now();
+    let session = match prompt.reauthenticate {
+        true => None,
+        false => live_session(state, headers, &req.org, now).await,
+    };
+    match (prompt.decide(session.as_ref().map(|s| s.created_at), now), session) {
+        (Decision::Reuse, Some(session)) => return finish(state, &req, &session, vec![]).await,
+        (Decision::LoginRequired, _) => {
+            let issuer = state.org_by_key(&req.org).map(|o| state.issuer(&o)).unwrap_or_default();
+            let description = "the user must log in, and prompt=none forbids showing the login page";
+            return error_redirect(
+                &req.redirect_uri,
+                "login_required",
+                description,
+                req.state.as_deref(),
+                &issuer,
+            );
+        }
+        _ => {}
     }
     let csrf = grant::random_token();
     req.csrf_hash = hashed(&csrf);
@@ -258,6 +279,15 @@ pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest,
         ),
     );
     resp
+}
+
+/// The browser's live session of organization `org`, if its cookie names one.
+async fn live_session(state: &AppState, headers: &HeaderMap, org: &OrgKey, now: i64) -> Option<Session> {
+    let sid = cookie(headers, SESSION_COOKIE)?;
+    let session = grant::use_session(state.store.as_ref(), &sid, idle(state, org), now)
+        .await
+        .ok()??;
+    (session.org == *org).then_some(session)
 }
 
 /// The `SameSite` and `Secure` attributes of the login cookies. An embedded login (`embed=1`,
@@ -493,6 +523,7 @@ pub async fn complete(state: &AppState, p: &Posted, email: String, method: Login
         expires_at: now + max,
         app_id: login.app_id.clone(),
         device_id: login.device_id.clone(),
+        affirmed_at: login.affirm.then_some(now),
     };
     if grant::create_session(store, &session, p.org.max_inactivity())
         .await
@@ -536,7 +567,8 @@ async fn check_password(state: &AppState, org: &Organization, email: &str, passw
     !email.is_empty() && state.verifier.verify_any(hashes, password).await.is_some()
 }
 
-/// Issues the code and redirects to the client, setting `cookies`.
+/// Issues the code and redirects to the client (with `affirm=1` after an affirmation, so the
+/// CentralAuth client compares the affirmed user with the one it had), setting `cookies`.
 async fn finish(state: &AppState, login: &LoginRequest, session: &Session, cookies: Vec<String>) -> Response {
     let Some(org) = state.org_by_key(&login.org) else {
         return ErrorPage::bad_request("the organization no longer exists").into_response();
@@ -567,6 +599,9 @@ async fn finish(state: &AppState, login: &LoginRequest, session: &Session, cooki
         params.push(("state", s));
     }
     params.push(("iss", &issuer));
+    if login.affirm {
+        params.push(("affirm", "1"));
+    }
     tracing::info!(org = %login.org.name, protocol = ?login.protocol, "login succeeded; code issued");
     let mut resp = (
         StatusCode::SEE_OTHER,
@@ -629,7 +664,10 @@ pub fn form_response(
 <label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
 {buttons}
 </form>"#,
-        intro = t("loginPageIntro", "Log in to continue."),
+        intro = match login.affirm {
+            true => t("loginPageAffirmIntro", "Confirm it is you: log in again to continue."),
+            false => t("loginPageIntro", "Log in to continue."),
+        },
         message = alert(error.or(login.message.as_deref())),
         hidden = hidden_fields(login_id, csrf),
         email_label = t("emailAddress", "E-mail address"),

@@ -26,6 +26,7 @@ use super::routing::{Site, host, org_key};
 use crate::crd::Organization;
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::{self, CodeGrant, GrantError, Protocol, RefreshGrant, Session};
+use crate::oauth::prompt::Prompt;
 use crate::oauth::{pkce, redirect, tokens};
 
 /// Scopes this server knows; others are dropped from requests.
@@ -136,6 +137,10 @@ pub async fn authorize(
     if let Err(e) = pkce::check_challenge(challenge, p.get("code_challenge_method")) {
         return fail("invalid_request", &e.to_string());
     }
+    let prompt = match Prompt::parse(p.get("prompt"), p.get("max_age")) {
+        Ok(prompt) => prompt,
+        Err(e) => return fail("invalid_request", &e.to_string()),
+    };
     let req = LoginRequest {
         org: org_key(&org),
         client_id: org.client_id().unwrap_or_default().to_string(),
@@ -152,8 +157,9 @@ pub async fn authorize(
         translations: Default::default(),
         email: p.get("login_hint").map(String::from),
         message: None,
+        affirm: false,
     };
-    start(&state, &headers, req, p.get("prompt") == Some("login")).await
+    start(&state, &headers, req, prompt).await
 }
 
 /// A token-endpoint caller: client ID and, for confidential clients, the secret.

@@ -58,6 +58,9 @@ pub struct Session {
     pub app_id: Option<String>,
     /// Native device ID, for native logins.
     pub device_id: Option<String>,
+    /// Unix seconds of the login that affirmed the user (CentralAuth `affirm=1`), if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affirmed_at: Option<i64>,
 }
 
 /// What an authorization code stands for.
@@ -330,6 +333,7 @@ mod tests {
             expires_at: 10_000,
             app_id: None,
             device_id: None,
+            affirmed_at: None,
         };
         create_session(&store, &session, Duration::from_secs(60)).await.unwrap();
         let code = issue_code(&store, &grant(100)).await.unwrap();

@@ -12,6 +12,7 @@
 //! - [`throttle`]: failure counters per organization: per client/account and address, or per
 //!   device cookie.
 //! - [`device`]: device cookies that exempt a known browser from an account's lockout.
+//! - [`prompt`]: OIDC `prompt` / `max_age` and CentralAuth `affirm`: when a session is reused.
 //! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
 //! - [`jwe`]: the CentralAuth access token (`dir` + `A256CBC-HS512`).
 //! - [`keys`]: ES256 signing keys, JWS, JWKS and the rotation plan.
@@ -25,6 +26,7 @@ pub mod jwe;
 pub mod keys;
 pub mod otp;
 pub mod pkce;
+pub mod prompt;
 pub mod redirect;
 pub mod throttle;
 pub mod tokens;

@@ -21,6 +21,7 @@ mod oauth_centralauth;
 mod oauth_clients;
 mod oauth_keys;
 mod oauth_logs;
+mod oauth_prompt;
 mod oauth_refusals;
 mod oauth_support;
 mod organization;
