@@ -16,7 +16,7 @@ use crate::oauth::verifier::{Presented, SecretId};
 pub use crate::oauth::client_auth::AuthFailure;
 
 /// How often the pre-warm loop looks for secrets to warm.
-const PREWARM_EVERY: Duration = Duration::from_millis(500);
+const PREWARM_EVERY: Duration = Duration::from_millis(200);
 
 impl AppState {
     /// Authenticates `client_id`/`secret` against `org` (None when no organization has that

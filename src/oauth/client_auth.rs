@@ -18,8 +18,9 @@
 //!    for its turn. A cold owner (a secret the server could not pre-warm) queued behind an
 //!    attacker therefore succeeds later, or at worst is asked to retry — never refused outright.
 //!
-//! A queued request re-checks the cache when its turn comes, so a burst of cold requests with
-//! the right secret costs one verification.
+//! A queued request re-checks the cache while it waits and when its turn comes, so a burst of
+//! cold requests with the right secret costs one verification, and a cold owner queued behind
+//! an attack proceeds as soon as the pre-warm has cached its secret.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -32,6 +33,9 @@ use super::throttle::{self, Limits};
 use super::verifier::{Presented, SecretVerifier};
 use crate::crd::ClientSecret;
 use crate::store::Store;
+
+/// How often a queued request looks at the cache again.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// Lane of the client IDs no organization has: one for all, so spraying random client IDs
 /// runs one dummy verification at a time.
@@ -150,7 +154,20 @@ pub async fn authenticate(
         Some(uid) => (uid, p.client_id),
         None => (UNKNOWN, ""),
     };
-    let _turn = lanes.enter(tenant, policy.max_wait).await.ok_or(AuthFailure::Busy)?;
+    // While it waits, a request looks at the cache again now and then: a cold owner queued
+    // behind an attack proceeds as soon as the pre-warm (or another request) has cached it.
+    let turn = lanes.enter(tenant, policy.max_wait);
+    tokio::pin!(turn);
+    let _turn = loop {
+        tokio::select! {
+            turn = &mut turn => break turn.ok_or(AuthFailure::Busy)?,
+            () = tokio::time::sleep(RECHECK) => {
+                if let Some(cs) = hit() {
+                    return Ok(cs);
+                }
+            }
+        }
+    };
     if let Some(cs) = hit() {
         return Ok(cs);
     }
@@ -288,6 +305,21 @@ mod tests {
         assert!(other.is_some(), "another organization has its own lane");
         drop((held, other));
         assert_eq!(s.auth(&short, "right", ip(1)).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_queued_owner_proceeds_as_soon_as_the_cache_is_warmed() {
+        let s = Setup::new();
+        let held = s.lanes.enter("uid-acme", POLICY.max_wait).await.unwrap();
+        let warm = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(s.verifier.warm("cid", &s.secrets[0], "right").await);
+        };
+        let started = Instant::now();
+        let (result, ()) = tokio::join!(s.auth(&POLICY, "right", ip(1)), warm);
+        assert_eq!(result, Ok(()), "not stuck behind the lane it never got");
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        drop(held);
     }
 
     #[tokio::test]

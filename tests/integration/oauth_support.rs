@@ -108,7 +108,9 @@ impl Server {
         controllers: Option<tokio::task::JoinHandle<()>>,
     ) -> Server {
         let port = listener.local_addr().unwrap().port();
-        let caches = Caches::start(&client);
+        // The test's namespace only, as a namespace-scoped operator: the server pre-warms every
+        // authenticating client secret it sees, and earlier tests leave theirs behind.
+        let caches = Caches::start_scoped(&client, &Scope::from_namespaces([ns.clone()]));
         caches.wait_until_ready().await;
         let state = AppState::start(client.clone(), caches, public, settings).expect("the store opens");
         state.store.ping().await.expect("the store answers");
