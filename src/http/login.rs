@@ -1,15 +1,18 @@
 //! The login page and the authorization step shared by both protocols.
 //!
 //! `GET /login` (CentralAuth) and `GET /oauth2/authorize` (standard) validate the request —
-//! unknown client or bad redirect URI: an error page, never a redirect — then either finish at
-//! once (a live session cookie for this organization, and no `affirm=1`) or store the request
-//! under a random login ID (keyed by its SHA-256) and render the form of the organization's
-//! login methods. Every post of a login ([`posted`]) checks the CSRF token (hidden field equal
-//! to the `ca_csrf` cookie set with the form: login CSRF needs the victim's browser to carry
-//! the attacker's cookie, which it cannot). `POST /login` throttles failures per account and
-//! address and verifies the password; the e-mail code steps live in [`super::email_login`].
-//! Both end in [`complete`]: the session, and a redirect with `code`, `state` (byte-exact) and
-//! `iss` (RFC 9207).
+//! unknown client or bad redirect URI: an error page, never a redirect — then, as
+//! [`crate::oauth::prompt`] decides, finish at once (a live session cookie for this
+//! organization), redirect with `login_required` (`prompt=none`), or store the request under a
+//! random login ID (keyed by its SHA-256) and render the form of the organization's login
+//! methods. Every post of a login ([`posted`]) checks the CSRF token (hidden field equal to the
+//! `ca_csrf` cookie set with the form: login CSRF needs the victim's browser to carry the
+//! attacker's cookie, which it cannot). `POST /login` counts failures per account and address
+//! of the organization — or per device cookie, for a browser that logged the account in before
+//! ([`Attempter`]) — and verifies the password; the e-mail code steps live in
+//! [`super::email_login`]. Both end in [`complete`]: the session, the device cookie, and a
+//! redirect with `code`, `state` (byte-exact), `iss` (RFC 9207) and, after `affirm=1`,
+//! `affirm=1`.
 //!
 //! The pages are plain server-rendered HTML: no JavaScript, `Referrer-Policy: no-referrer`,
 //! `Content-Security-Policy: frame-ancestors 'none'` (or the organization's `allowedOrigins`
