@@ -142,7 +142,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     settings.store = store_url;
     settings.store_key_prefix = args.store_key_prefix.clone();
     settings.store_ca_pem = store_ca_pem;
+    settings.trusted_proxies = args.trusted_proxies.clone();
+    settings.client_address_header = args.client_address_header;
     tracing::info!(store = ?settings.store, "session store");
+    tracing::info!(trusted_proxies = ?settings.trusted_proxies, header = ?settings.client_address_header, "client addresses");
     let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings)
         .map_err(RunError::Store)?
         .with_metrics(metrics.clone());

@@ -104,6 +104,11 @@ async fn default_values_render_a_hardened_single_replica_install() {
     );
     assert_eq!(env(deployment, "CENTRALAUTH_STORE")["value"], "memory");
     assert_eq!(env(deployment, "CENTRALAUTH_BASE_DOMAIN")["value"], "auth.example.com");
+    assert_eq!(
+        env(deployment, "CENTRALAUTH_TRUSTED_PROXIES")["value"],
+        "",
+        "no proxy is trusted by default"
+    );
     // The signing-keys Secret and the lease the Role grants are the ones the operator uses.
     let role = find(&docs, "Role");
     let signing_keys = env(deployment, "CENTRALAUTH_SIGNING_KEY_SECRET")["value"].clone();
@@ -147,6 +152,20 @@ async fn ha_values_render_replicas_redis_ingress_and_service_monitor() {
         .map(|r| r["host"].as_str().unwrap())
         .collect();
     assert_eq!(hosts, ["auth.example.com", "*.auth.example.com", "login.example.org"]);
+    assert_eq!(
+        env(deployment, "CENTRALAUTH_TRUSTED_PROXIES")["value"],
+        "10.0.0.0/8",
+        "behind its Ingress, the HA install trusts the controller's addresses"
+    );
+    assert_eq!(
+        env(deployment, "CENTRALAUTH_CLIENT_ADDRESS_HEADER")["value"],
+        "x-forwarded-for"
+    );
+    let two = template(&["--set", "trustedProxies={10.0.0.0/8,fd00::/8}"]).await;
+    assert_eq!(
+        env(find(&two, "Deployment"), "CENTRALAUTH_TRUSTED_PROXIES")["value"],
+        "10.0.0.0/8,fd00::/8"
+    );
     assert_eq!(find(&docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"], "admin");
 
     // Restricted to namespaces: Roles there, no ClusterRole at all.
@@ -212,7 +231,10 @@ async fn redis_url_from_a_secret_with_a_ca_and_a_key_prefix() {
 
 #[tokio::test]
 async fn the_values_schema_refuses_bad_values_with_clear_messages() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
+        (&["--set", "trustedProxies={10.0.0.0/33}"], "at '/trustedProxies/0'"),
+        (&["--set", "trustedProxies={ingress-nginx}"], "at '/trustedProxies/0'"),
+        (&["--set", "clientAddressHeader=x-real-ip"], "at '/clientAddressHeader'"),
         (&["--set", "replicas=two"], "at '/replicas': got string, want integer"),
         (&["--set", "logFormat=xml"], "at '/logFormat'"),
         (&["--set", "baseDomain=https://auth.example.com"], "at '/baseDomain'"),
