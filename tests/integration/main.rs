@@ -11,6 +11,7 @@ mod client_secret_crash;
 mod client_secret_rollout;
 mod crds;
 mod email_login;
+mod image;
 mod leader;
 mod metrics;
 mod native_app;
