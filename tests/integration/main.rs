@@ -25,6 +25,7 @@ mod oauth_support;
 mod organization;
 mod process;
 mod rbac;
+mod release;
 mod smtp_support;
 mod store_binary;
 mod store_replicas;
