@@ -26,6 +26,7 @@ mod organization;
 mod process;
 mod rbac;
 mod release;
+mod rolling_upgrade;
 mod smtp_support;
 mod store_binary;
 mod store_replicas;
