@@ -124,6 +124,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let public_listener = bind(args.listen).await?;
     tracing::info!(public = %args.listen, admin = %args.admin_listen, "listening");
 
+    let started = tokio::time::Instant::now();
     let caches = Caches::start_scoped(&client, &scope);
     let metrics = Metrics::new(Some(caches.clone()));
     let pod_name = std::env::var("POD_NAME").ok();
@@ -145,7 +146,12 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let state = crate::http::AppState::start(client.clone(), caches.clone(), args.public_base(), settings)
         .map_err(RunError::Store)?
         .with_metrics(metrics.clone());
-    tokio::spawn(mark_ready_when_loaded(caches.clone(), state.clone(), health.clone()));
+    tokio::spawn(mark_ready_when_loaded(
+        caches.clone(),
+        state.clone(),
+        health.clone(),
+        started,
+    ));
     tokio::spawn(watch_store(state.store.clone(), health.clone()));
     let public_router = metrics.http_layer(crate::http::public_router(state));
     let public = crate::http::serve(public_listener, public_router, wait_for(stop_serving));
@@ -211,14 +217,18 @@ async fn run_controllers(
 /// listed, and the signing keys are loaded. A replica that reported ready after its caches alone
 /// (as it did) got logins it refused as wrong passwords, and token requests it could not sign,
 /// for the fraction of a second in between: failed logins in every rolling update.
-async fn mark_ready_when_loaded(caches: Caches, state: crate::http::AppState, health: Arc<Health>) {
-    let started = tokio::time::Instant::now();
+async fn mark_ready_when_loaded(
+    caches: Caches,
+    state: crate::http::AppState,
+    health: Arc<Health>,
+    started: tokio::time::Instant,
+) {
     caches.wait_until_ready().await;
     state.secrets.wait_loaded(&caches).await;
     while state.keys.get().is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tracing::info!(after = ?started.elapsed(), "caches, Secrets and signing keys loaded; ready");
+    tracing::info!(after = ?started.elapsed(), "caches, Secrets and signing keys loaded");
     health.set_loaded();
 }
 

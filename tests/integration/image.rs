@@ -1,8 +1,8 @@
 //! The container image as users run it. `tests/image/build.sh` packages the binary this suite
 //! built (the debug build links the same libraries as the release build) into `scratch`, and
 //! podman runs it against the test control plane the way a pod runs: host network, the
-//! kubeconfig mounted read-only, `--read-only`, `--user 65532:65532`, no capabilities, no
-//! privilege escalation. It becomes ready, takes the lease, mints and activates a ClientSecret,
+//! kubeconfig mounted read-only, `--read-only` (no tmpfs on `/tmp` either: it writes nothing),
+//! `--user 65532:65532`, no capabilities, no privilege escalation. It becomes ready, takes the lease, mints and activates a ClientSecret,
 //! answers `client_credentials`, keeps serving through the shutdown delay after SIGTERM, and
 //! exits 0 with the lease released. The image holds nothing but the binary, its libraries, the
 //! CA bundle and the passwd entry: the test lists the OCI archive users get.
@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 
 use crate::process::{activated_organization, http_get, parse_prometheus_text};
 use crate::support;
+use crate::support::pki::TestPki;
+use crate::support::redis_server::{self, RedisServer};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const BINARY: &str = env!("CARGO_BIN_EXE_centralauth-operator");
@@ -322,26 +324,35 @@ fn kubeconfig_dir(ns: &str) -> PathBuf {
     dir
 }
 
-/// `podman run` of the image as a pod runs it, with `run` flags for the test namespace.
-fn run_container(id: &str, ns: &str, public: u16, admin: u16) -> Container {
-    let name = format!("centralauth-{ns}");
-    let log = support::repo_root().join(format!("target/test-logs/image-{ns}.log"));
+/// `podman run` of the image as a pod runs it (`podman_args` added before the image), with
+/// `run`, the ports and namespace of the test, and `args`. Logs go to target/test-logs.
+fn run_container(id: &str, ns: &str, ports: (u16, u16), podman_args: &[&str], args: &[&str]) -> Container {
+    let name = format!("centralauth-{ns}-{}", ports.0);
+    let log = support::repo_root().join(format!("target/test-logs/{name}.log"));
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     let file = std::fs::File::create(&log).unwrap();
     let kubeconfig = kubeconfig_dir(ns);
     let mut command = podman();
     command
-        .args(["run", "--rm", "--name", &name, "--pull", "never", "--read-only"])
-        .args(["--network", "host", "--user", "65532:65532", "--cap-drop", "all"])
-        .args(["--security-opt", "no-new-privileges"])
+        .args(["run", "--rm", "--name", &name, "--pull", "never"])
+        .args(["--read-only", "--read-only-tmpfs=false", "--network", "host"])
+        .args([
+            "--user",
+            "65532:65532",
+            "--cap-drop",
+            "all",
+            "--security-opt",
+            "no-new-privileges",
+        ])
         .args(["-v", &format!("{}:/kc:ro", kubeconfig.display())])
         .args(["-e", "KUBECONFIG=/kc/kubeconfig", "-e", "POD_NAME=image-op"])
-        .args(["-e", "RUST_LOG=info,kube=warn", id])
-        .args(["run", "--base-domain", "auth.test", "--public-scheme", "http"])
-        .args(["--listen", &format!("127.0.0.1:{public}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--namespace", ns, "--watch-namespace", ns, "--lease-name", "image-test"])
-        .args(["--shutdown-delay", &format!("{}s", SHUTDOWN_DELAY.as_secs())])
+        .args(["-e", "RUST_LOG=info,kube=warn"])
+        .args(podman_args)
+        .args([id, "run", "--base-domain", "auth.test", "--public-scheme", "http"])
+        .args(["--listen", &format!("127.0.0.1:{}", ports.0)])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", ports.1)])
+        .args(["--namespace", ns, "--watch-namespace", ns])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
         .stderr(file);
@@ -350,6 +361,21 @@ fn run_container(id: &str, ns: &str, public: u16, admin: u16) -> Container {
         .spawn()
         .expect("podman is installed (tests/clients/install.sh)");
     Container { name, child, log }
+}
+
+/// Waits until the container's `/readyz` answers `status` with a body containing `body`.
+async fn wait_readyz(container: &Container, admin: u16, status: u16, body: &str) {
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    let seen = support::wait_until(Duration::from_secs(60), || async {
+        let (s, b) = http_get(&readyz).await?;
+        (s == status && b.contains(body)).then_some(())
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "/readyz never answered {status} {body:?}:\n{}",
+        container.logs()
+    );
 }
 
 /// The value of a `Key:\tvalue` line of `/proc/<pid>/status`.
@@ -403,17 +429,11 @@ async fn the_image_runs_read_only_as_65532_and_does_the_operators_job() {
     let client = support::client().await;
     let ns = support::namespace(&client, "image").await;
     let (public, admin) = (support::free_port(), support::free_port());
-    let mut container = run_container(&built.id, &ns, public, admin);
+    let delay = format!("{}s", SHUTDOWN_DELAY.as_secs());
+    let args = ["--lease-name", "image-test", "--shutdown-delay", &delay];
+    let mut container = run_container(&built.id, &ns, (public, admin), &[], &args);
+    wait_readyz(&container, admin, 200, "ready").await;
     let readyz = format!("http://127.0.0.1:{admin}/readyz");
-    let ready = support::wait_until(Duration::from_secs(60), || async {
-        (http_get(&readyz).await?.0 == 200).then_some(())
-    })
-    .await;
-    assert!(
-        ready.is_some(),
-        "the container never became ready:\n{}",
-        container.logs()
-    );
 
     // What the kernel says about the process: UID and GID 65532, no capabilities, no way to
     // gain privileges, and a read-only root filesystem.
@@ -488,4 +508,54 @@ async fn the_image_runs_read_only_as_65532_and_does_the_operators_job() {
     );
     println!("image: ready, leading, served, and exited 0 {took:?} after SIGTERM");
     std::fs::remove_dir_all(scratch().join(&ns)).ok();
+}
+
+/// The binary in the image verifies TLS against the CA bundle the image ships, at
+/// `/etc/ssl/certs/ca-certificates.crt`: a `rediss://` Redis with a certificate from a test CA
+/// is refused with the image's own (public) bundle, and trusted once that one file is replaced
+/// by the test CA (mounted over it, as a private CA would be).
+#[tokio::test]
+async fn the_image_verifies_tls_against_the_ca_bundle_it_ships() {
+    support::init_crypto();
+    let built = built();
+    let client = support::client().await;
+    let ns = support::namespace(&client, "image-ca").await;
+    let pki = TestPki::new(&["localhost".to_string()]);
+    let dir = kubeconfig_dir(&ns);
+    for (file, pem) in [
+        ("ca.pem", &pki.ca_pem),
+        ("redis.pem", &pki.cert_pem),
+        ("redis.key", &pki.key_pem),
+    ] {
+        std::fs::write(dir.join(file), pem).unwrap();
+        std::fs::set_permissions(dir.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let port = redis_server::free_port();
+    let (port_s, cert, key) = (port.to_string(), path("redis.pem"), path("redis.key"));
+    let _redis = RedisServer::start(&[
+        "--tls-port",
+        &port_s,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let store = format!("rediss://localhost:{port}/0");
+    let args = ["--leader-elect=false", "--store", &store];
+
+    let ports = (support::free_port(), support::free_port());
+    let image_bundle = run_container(&built.id, &ns, ports, &[], &args);
+    wait_readyz(&image_bundle, ports.1, 503, "the session store is unreachable").await;
+    let logs = image_bundle.logs();
+    let why = logs.lines().find(|l| l.contains("session store unreachable"));
+    assert!(why.is_some_and(|l| l.contains("certificate")), "{logs}");
+
+    let ports = (support::free_port(), support::free_port());
+    let mount = format!("{}:/etc/ssl/certs/ca-certificates.crt:ro", path("ca.pem"));
+    let test_ca = run_container(&built.id, &ns, ports, &["-v", &mount], &args);
+    wait_readyz(&test_ca, ports.1, 200, "ready").await;
+    std::fs::remove_dir_all(dir).ok();
 }
