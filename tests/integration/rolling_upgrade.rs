@@ -245,7 +245,9 @@ fn check_load(stats: &Stats, elapsed: Duration) {
 }
 
 /// The lease ends with a new replica, and every hand-over from a replica that got SIGTERM came
-/// on its release (well under the 15 s lease duration). Returns who held it.
+/// on its release: within 10 s of the SIGTERM, where waiting for expiry would take at least 13 s
+/// (the 15 s lease duration after a renewal at most one 2 s retry period before). Returns who
+/// held it.
 fn check_handovers(leases: &[(String, i64)], sigterms: &[Sigterm]) -> Vec<String> {
     let holders: Vec<String> = leases
         .iter()
@@ -265,7 +267,7 @@ fn check_handovers(leases: &[(String, i64)], sigterms: &[Sigterm]) -> Vec<String
         let handover = next.1 - epoch_ms(*at);
         println!("hand-over from {name}: {handover} ms after its SIGTERM to {}", next.0);
         assert!(
-            (0..5000).contains(&handover),
+            (0..10_000).contains(&handover),
             "hand-over from {name} took {handover} ms: {leases:?}"
         );
     }
