@@ -92,6 +92,7 @@ container=$(buildah from --quiet scratch)
 trap 'buildah rm "$container" >/dev/null 2>&1 || true' EXIT
 buildah copy --quiet "$container" "$rootfs" / >/dev/null
 buildah config \
+  --env PATH=/usr/local/bin \
   --user 65532:65532 \
   --workingdir / \
   --entrypoint '["/usr/local/bin/centralauth-operator"]' \

@@ -25,6 +25,7 @@ ca=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 [ -f "$binary" ] && [ -x "$binary" ] || { echo "$binary is not an executable file" >&2; exit 1; }
 [ -s "$ca" ] || { echo "no CA bundle at $ca: install the ca-certificates package or set CA_BUNDLE" >&2; exit 1; }
 command -v ldd >/dev/null || { echo "ldd is missing (Debian package libc-bin)" >&2; exit 1; }
+command -v chroot >/dev/null || { echo "chroot is missing (Debian package coreutils)" >&2; exit 1; }
 
 # The libraries the dynamic loader will open. A statically linked binary has none.
 if ! listing=$(ldd "$binary" 2>&1); then
@@ -39,18 +40,32 @@ if grep -q 'not found' <<<"$listing"; then
   exit 1
 fi
 # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" and "/lib64/ld-linux-x86-64.so.2 (0x…)";
-# linux-vdso.so.1 lives in the kernel.
-mapfile -t libs < <(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$listing" | sort -u)
+# linux-vdso.so.1 lives in the kernel. (A command substitution, so a failure stops the script.)
+libs=$(awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' <<<"$listing" | sort -u)
 
 rm -rf "$dir"
 mkdir -p "$dir"
 install -D -m 0755 "$binary" "$dir/usr/local/bin/centralauth-operator"
-for lib in "${libs[@]}"; do
+for lib in $libs; do
   install -D -m 0755 "$lib" "$dir$lib" # a copy of the file, not of a symlink
 done
 install -D -m 0644 "$ca" "$dir/etc/ssl/certs/ca-certificates.crt"
 printf 'nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' >"$dir/etc/passwd"
 chmod 0644 "$dir/etc/passwd"
+# The root filesystem must run the binary on its own: no library missing, none borrowed from
+# the host. chroot needs root (as in a container build) or a user namespace.
+if [ "$(id -u)" = 0 ]; then
+  run=(chroot "$dir")
+elif unshare --user --map-root-user true 2>/dev/null; then
+  run=(unshare --user --map-root-user chroot "$dir")
+else
+  run=()
+  echo "warning: cannot check that $dir runs the binary (needs root or user namespaces)" >&2
+fi
+if [ ${#run[@]} -gt 0 ] && ! "${run[@]}" /usr/local/bin/centralauth-operator --version >/dev/null; then
+  echo "the root filesystem in $dir does not run the binary (a library missing from ldd's list?)" >&2
+  exit 1
+fi
 # Reproducible timestamps when asked (https://reproducible-builds.org/specs/source-date-epoch/).
 if [ -n "${SOURCE_DATE_EPOCH:-}" ]; then
   find "$dir" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

@@ -242,6 +242,7 @@ fn the_image_holds_only_the_binary_its_libraries_ca_certificates_and_passwd() {
 /// The runtime configuration of the image, and the Containerfile says the same.
 fn check_config(c: &Value) {
     assert_eq!(c["User"], "65532:65532");
+    assert_eq!(c["Env"], json!(["PATH=/usr/local/bin"]));
     assert_eq!(c["Entrypoint"], json!([format!("/{IN_IMAGE}")]));
     assert_eq!(c["Cmd"], json!(["run"]));
     let labels = &c["Labels"];
@@ -258,6 +259,7 @@ fn check_config(c: &Value) {
         "FROM scratch".to_string(),
         "COPY --from=build /rootfs/ /".to_string(),
         " && rootfs.sh target/release/centralauth-operator /rootfs".to_string(),
+        format!("ENV {}", c["Env"][0].as_str().unwrap()),
         format!("USER {}", c["User"].as_str().unwrap()),
         format!("ENTRYPOINT {}", c["Entrypoint"]),
         format!("CMD {}", c["Cmd"]),
