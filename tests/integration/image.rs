@@ -32,14 +32,28 @@ pub struct Built {
     pub archive: PathBuf,
 }
 
+/// The name the tests give the image: one per checkout, so test runs of two checkouts on one
+/// machine never replace (and remove) each other's image, and a release image built there is
+/// never replaced either.
+fn test_image_name() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    support::repo_root().hash(&mut hasher);
+    format!(
+        "localhost/centralauth-operator:{VERSION}-test-{:08x}",
+        hasher.finish() as u32
+    )
+}
+
 /// Builds the image from the suite's binary on first use.
 pub fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let started = Instant::now();
+        let name = test_image_name();
         let out = Command::new(support::repo_root().join("tests/image/build.sh"))
             .args(["--debug", "--binary", BINARY])
-            .env_remove("IMAGE")
+            .env("IMAGE", &name)
             .output()
             .expect("run tests/image/build.sh");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -56,10 +70,7 @@ pub fn built() -> &'static Built {
                 .unwrap_or_else(|| panic!("build.sh printed no {key}=:\n{stdout}"))
                 .to_string()
         };
-        assert_eq!(
-            field("image"),
-            format!("localhost/centralauth-operator:{VERSION}-debug")
-        );
+        assert_eq!(field("image"), name);
         Built {
             id: field("id"),
             archive: support::repo_root().join(field("archive")),
