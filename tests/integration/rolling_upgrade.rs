@@ -58,7 +58,7 @@ impl Installation {
 
     /// Starts replica `name` with the chart's default timings.
     fn replica(&self, name: &str) -> Operator {
-        let ns = self.ns.as_str();
+        let (ns, delay) = (self.ns.as_str(), format!("{}s", SHUTDOWN_DELAY.as_secs()));
         let args = [
             "--namespace",
             ns,
@@ -77,7 +77,7 @@ impl Installation {
             "--lease-retry-period",
             "2s",
             "--shutdown-delay",
-            "5s",
+            &delay,
         ];
         Operator::start(OperatorOptions {
             pod_name: name,
