@@ -107,9 +107,13 @@ pub struct Load {
     http: reqwest::Client,
     client_id: String,
     secret: String,
+    /// Failures recorded through this clone (one per worker).
+    recorded: Arc<AtomicUsize>,
 }
 
 impl Load {
+    /// A load against the replicas of `endpoints`, for the organization `client_id` with its
+    /// client `secret`.
     pub fn new(endpoints: Endpoints, client_id: &str, secret: &str) -> Load {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -122,6 +126,7 @@ impl Load {
             http,
             client_id: client_id.to_string(),
             secret: secret.to_string(),
+            recorded: Arc::default(),
         }
     }
 
@@ -160,6 +165,7 @@ impl Load {
     }
 
     fn fail(&self, what: String) {
+        self.recorded.fetch_add(1, Ordering::Relaxed);
         self.stats.failures.lock().unwrap().push(what);
     }
 
@@ -285,7 +291,13 @@ impl Load {
     pub fn start(&self, workers: usize) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..workers)
-            .map(|i| tokio::spawn(self.clone().run(i, stop.clone())))
+            .map(|i| {
+                let worker = Load {
+                    recorded: Arc::default(),
+                    ..self.clone()
+                };
+                tokio::spawn(worker.run(i, stop.clone()))
+            })
             .collect();
         Running {
             stop,
@@ -298,13 +310,22 @@ impl Load {
         let user = USERS[worker % USERS.len()];
         let mut n = worker;
         while !stop.load(Ordering::Relaxed) {
+            let (protocol, before) = (["OAuth", "CentralAuth"][n % 2], self.recorded.load(Ordering::Relaxed));
             let done = if n.is_multiple_of(2) {
                 self.oauth_flow(user).await
             } else {
                 self.centralauth_flow(user).await
             };
-            if done.is_some() {
-                self.stats.flows.fetch_add(1, Ordering::Relaxed);
+            match done {
+                Some(()) => {
+                    self.stats.flows.fetch_add(1, Ordering::Relaxed);
+                }
+                // A login cut short by an answer that lacked what the next step needs (a
+                // cookie, a form field, a token) fails too, though its status was expected.
+                None if self.recorded.load(Ordering::Relaxed) == before => {
+                    self.fail(format!("{protocol} login: an answer lacked what the next step needs"))
+                }
+                None => {}
             }
             n += 1;
         }
