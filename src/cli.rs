@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::forwarded::{AddressHeader, TrustedProxies};
+
 /// Kubernetes operator and OAuth 2.1 / PKCE server for CentralAuth-style logins.
 #[derive(Parser, Debug)]
 #[command(name = "centralauth-operator", version, about)]
@@ -131,6 +133,19 @@ pub struct RunArgs {
     /// `--lease-renew-deadline`.
     #[arg(long, env = "CENTRALAUTH_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub lease_retry_period: Duration,
+
+    /// Reverse proxies (Ingress controller, load balancer) whose `--client-address-header`
+    /// says who the client is: comma-separated address ranges, e.g. `10.0.0.0/8,fd00::/8`.
+    /// The client is the right-most address in that header that is not a trusted proxy.
+    /// Empty (the default): trust nobody, the socket peer is the client. Behind a proxy, list
+    /// its addresses, or every user shares the proxy's address in the failure counters.
+    #[arg(long, env = "CENTRALAUTH_TRUSTED_PROXIES", default_value = "",
+          value_parser = clap::value_parser!(TrustedProxies))]
+    pub trusted_proxies: TrustedProxies,
+
+    /// Header the trusted proxies write the client address into (only this one is read).
+    #[arg(long, env = "CENTRALAUTH_CLIENT_ADDRESS_HEADER", value_enum, default_value_t = AddressHeader::XForwardedFor)]
+    pub client_address_header: AddressHeader,
 
     /// On SIGTERM, report not-ready at once but keep serving this long before closing the
     /// listeners, so load balancers stop sending traffic first (e.g. `5s` in a cluster).
@@ -342,6 +357,33 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn trusted_proxies_parse_from_the_flag_or_the_environment() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["centralauth-operator", "run", "--base-domain", "a.b"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).map(|cli| match cli.command {
+                Command::Run(args) => *args,
+                _ => panic!(),
+            })
+        };
+        let none = parse(&[]).unwrap();
+        assert!(none.trusted_proxies.is_empty());
+        assert_eq!(none.client_address_header, AddressHeader::XForwardedFor);
+        let set = parse(&[
+            "--trusted-proxies",
+            "10.0.0.0/8,fd00::/8",
+            "--client-address-header",
+            "forwarded",
+        ])
+        .unwrap();
+        assert!(set.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+        assert_eq!(set.client_address_header, AddressHeader::Forwarded);
+        let err = parse(&["--trusted-proxies", "10.0.0.0/40"]).unwrap_err().to_string();
+        assert!(err.contains("--trusted-proxies") && err.contains("10.0.0.0/8"), "{err}");
+        assert!(parse(&["--client-address-header", "x-real-ip"]).is_err());
     }
 
     #[test]

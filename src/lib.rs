@@ -6,6 +6,7 @@
 //! - [`tenant`]: how an organization is addressed (hosts, issuer, login URL).
 //! - [`cache`]: reflector caches of the three kinds, which the HTTP server reads.
 //! - [`crypto`]: argon2id hashing of secrets and passwords.
+//! - [`forwarded`]: the client address behind trusted reverse proxies.
 //! - [`controller`]: one reconciler per kind.
 //! - [`http`]: the public OAuth/login server and the admin listener.
 //! - [`mail`]: the code e-mails of the `email` login method, over SMTP.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod crypto;
+pub mod forwarded;
 pub mod http;
 pub mod leader;
 pub mod mail;

@@ -124,11 +124,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let public_listener = bind(args.listen).await?;
     tracing::info!(public = %args.listen, admin = %args.admin_listen, "listening");
 
+    let started = tokio::time::Instant::now();
     let caches = Caches::start_scoped(&client, &scope);
     let metrics = Metrics::new(Some(caches.clone()));
     let pod_name = std::env::var("POD_NAME").ok();
     let ctx = controller::Context::build(client.clone(), args.public_base(), pod_name, scope, metrics.clone());
-    tokio::spawn(mark_ready_when_synced(caches.clone(), health.clone()));
 
     let (terminating, stop_serving) = shutdown_phases(health.clone(), args.shutdown_delay);
     let controllers = run_controllers(client.clone(), lease, ctx, metrics.clone(), wait_for(terminating));
@@ -142,10 +142,19 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     settings.store = store_url;
     settings.store_key_prefix = args.store_key_prefix.clone();
     settings.store_ca_pem = store_ca_pem;
+    settings.trusted_proxies = args.trusted_proxies.clone();
+    settings.client_address_header = args.client_address_header;
     tracing::info!(store = ?settings.store, "session store");
-    let state = crate::http::AppState::start(client.clone(), caches, args.public_base(), settings)
+    tracing::info!(trusted_proxies = ?settings.trusted_proxies, header = ?settings.client_address_header, "client addresses");
+    let state = crate::http::AppState::start(client.clone(), caches.clone(), args.public_base(), settings)
         .map_err(RunError::Store)?
         .with_metrics(metrics.clone());
+    tokio::spawn(mark_ready_when_loaded(
+        caches.clone(),
+        state.clone(),
+        health.clone(),
+        started,
+    ));
     tokio::spawn(watch_store(state.store.clone(), health.clone()));
     let public_router = metrics.http_layer(crate::http::public_router(state));
     let public = crate::http::serve(public_listener, public_router, wait_for(stop_serving));
@@ -206,10 +215,24 @@ async fn run_controllers(
     }
 }
 
-async fn mark_ready_when_synced(caches: Caches, health: Arc<Health>) {
+/// Marks the replica loaded once it can answer what its caches describe: the caches have
+/// listed, every Secret they name (passwords, SMTP credentials, client-secret values) has been
+/// listed, and the signing keys are loaded. A replica that reported ready after its caches alone
+/// (as it did) got logins it refused as wrong passwords, and token requests it could not sign,
+/// for the fraction of a second in between: failed logins in every rolling update.
+async fn mark_ready_when_loaded(
+    caches: Caches,
+    state: crate::http::AppState,
+    health: Arc<Health>,
+    started: tokio::time::Instant,
+) {
     caches.wait_until_ready().await;
-    tracing::info!("caches synced; ready");
-    health.set_ready(true);
+    state.secrets.wait_loaded(&caches).await;
+    while state.keys.get().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::info!(after = ?started.elapsed(), "caches, Secrets and signing keys loaded");
+    health.set_loaded();
 }
 
 /// Checks the session store every few seconds and reports it in `/readyz`: a replica that
@@ -244,7 +267,7 @@ fn shutdown_phases(health: Arc<Health>, delay: Duration) -> (watch::Receiver<boo
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!(delay = ?delay, "shutting down: not ready; stopping the controllers");
-        health.set_ready(false);
+        health.set_terminating();
         let _ = terminating_tx.send(true);
         tokio::time::sleep(delay).await;
         tracing::info!("closing the listeners; finishing requests in flight");

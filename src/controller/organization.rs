@@ -13,8 +13,9 @@
 //!    organizations the operator serves (the later organization is not Ready and is told which
 //!    earlier one holds the claim; the earlier is unaffected); `customDomain` is not the shared
 //!    base domain; every login-method Secret exists with the keys it needs; the e-mail
-//!    sender `loginMethods.email.from` is an address; every `redirectUris` entry lies inside
-//!    `allowedOrigins`.
+//!    sender `loginMethods.email.from` is an address; no `allowedOrigins` wildcard stands on a
+//!    public suffix or an IP address ([`origin::pattern_problem`]); every `redirectUris` entry
+//!    lies inside `allowedOrigins`.
 //! 4. **Status** by server-side apply under [`ORG_STATUS_MANAGER`]: only `clientId`, `issuer`,
 //!    `loginUrl`, `domains`, `observedGeneration` and the `Ready` condition; `activeSecret` and
 //!    its conditions belong to the ClientSecret controller. Written only when it changes; an
@@ -229,6 +230,19 @@ async fn check(org: &Organization, data: &Data) -> Result<Verdict, Error> {
         .and_then(crate::mail::config_problem)
     {
         problems.push(("InvalidSender", problem));
+    }
+    let unusable: Vec<String> = org
+        .spec
+        .allowed_origins
+        .iter()
+        .filter_map(|o| origin::pattern_problem(o))
+        .map(|p| p.to_string())
+        .collect();
+    if !unusable.is_empty() {
+        problems.push((
+            "WildcardOnPublicSuffix",
+            format!("{}; such entries match nothing", unusable.join("; ")),
+        ));
     }
     let outside: Vec<&str> = org
         .spec

@@ -13,6 +13,16 @@ use super::DNS_SUBDOMAIN_RULE;
 /// accepted is decided by `allowLocalhost` in a spec-level rule.
 const ORIGIN_RULE: &str = "self.all(o, o.matches('^(https://(\\\\*\\\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|http://(localhost|127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\]))(:[0-9]{1,5})?$'))";
 
+/// CEL: a wildcard origin's parent has at least two labels (`https://*.com` would match every
+/// `.com` site). Wildcards on multi-label public suffixes (`*.co.uk`, `*.github.io`) need the
+/// Public Suffix List, which CEL does not have: the controller reports them
+/// (`WildcardOnPublicSuffix`) and the login server never matches them.
+const WILDCARD_LABELS_RULE: &str =
+    "self.all(o, !o.startsWith('https://*.') || o.matches('^https://[*][.][^.:]+[.][^:]+$'))";
+
+/// CEL: no wildcard on an IP address (a host whose last label is all digits).
+const WILDCARD_IP_RULE: &str = "self.all(o, !o.startsWith('https://*.') || !o.matches('[.][0-9]+(:[0-9]+)?$'))";
+
 /// CEL: absolute `https://` (or loopback `http://`) URLs without fragment or userinfo.
 const REDIRECT_URI_RULE: &str = "self.all(u, isURL(u) && (u.startsWith('https://') || u.matches('^http://(localhost|127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\])[:/]')) && !u.contains('#') && !u.matches('^[a-z]+://[^/?#]*@'))";
 
@@ -83,11 +93,20 @@ pub struct OrganizationSpec {
 
     /// Whitelist of origins that redirect URIs and `return_to` URLs must belong to, each
     /// `https://host[:port]` with no path, query or fragment. A leading `*.` matches any
-    /// subdomain (`https://*.example.com`). `http://localhost` origins need `allowLocalhost`.
+    /// subdomain (`https://*.example.com`), but never on a public suffix (`https://*.com`,
+    /// `https://*.co.uk`, `https://*.github.io`: the organization is not Ready, reason
+    /// `WildcardOnPublicSuffix`, and the entry matches nothing) nor on an IP address.
+    /// `http://localhost` origins need `allowLocalhost`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 262)))]
     #[x_kube(validation = Rule::new(ORIGIN_RULE).message(
         "each allowedOrigins entry must be an origin https://host[:port] (a leading '*.' is allowed) with no path, query, fragment or trailing slash"
+    ))]
+    #[x_kube(validation = Rule::new(WILDCARD_LABELS_RULE).message(
+        "a wildcard in allowedOrigins needs a parent domain of at least two labels (https://*.example.com): https://*.com would match every site under a top-level domain"
+    ))]
+    #[x_kube(validation = Rule::new(WILDCARD_IP_RULE).message(
+        "a wildcard in allowedOrigins cannot stand on an IP address, which has no subdomains: list the exact origin (https://10.0.0.1:8443)"
     ))]
     pub allowed_origins: Vec<String>,
 

@@ -12,8 +12,9 @@
 //!   token when `unsafeIncludeUser` is on, which expects `user` inside). Payload: `sessionId`,
 //!   `iat`, `exp`, and `user` in the ID token. Native tokens are encrypted under the active
 //!   secret, since the app's backend decrypts them with the secret it holds.
-//! - userinfo/logout: Basic auth, the access token as a `text/plain` body. The server looks
-//!   the token up by its SHA-256 (recorded at issuance), so a token keeps working across a
+//! - userinfo/logout: Basic auth, the access token — or, with `unsafeIncludeUser`, the ID
+//!   token, which the client then keeps instead — as a `text/plain` body. The server looks the
+//!   token up by its SHA-256 (both are recorded at issuance), so a token keeps working across a
 //!   secret rotation for as long as its session lives, and logout ends the session for every
 //!   replica.
 
@@ -54,8 +55,10 @@ fn auth_error(f: AuthFailure) -> CaError {
             CaCode::NoPermission,
             "client authentication failed: check the client ID and secret",
         ),
-        AuthFailure::Throttled => ca(CaCode::TooManyRequests, "too many failed attempts; retry later"),
-        AuthFailure::Unavailable => ca(CaCode::GenericError, "the session store is unavailable; retry later"),
+        AuthFailure::Busy => ca(
+            CaCode::TooManyRequests,
+            "too many client authentications are waiting to be verified; retry in a moment",
+        ),
     }
 }
 
@@ -209,15 +212,7 @@ fn active_secret_plaintext(state: &AppState, org: &Organization) -> Option<Strin
         .client_secrets_of(org)
         .into_iter()
         .find(|cs| cs.metadata.name.as_deref() == Some(active.name.as_str()) && cs.authenticates_for(org))?;
-    let name = cs
-        .status
-        .as_ref()
-        .and_then(|s| s.secret_name.clone())
-        .unwrap_or_else(|| cs.secret_name());
-    let bytes = state
-        .secrets
-        .value(org.metadata.namespace.as_deref()?, &name, "client_secret")?;
-    String::from_utf8(bytes).ok()
+    state.secret_plaintext(org, &cs)
 }
 
 async fn mint(
@@ -243,14 +238,18 @@ async fn mint(
         session_id: session.id.clone(),
     };
     let ttl = Duration::from_secs((expires_at - now).max(1) as u64);
-    json::put(
-        state.store.as_ref(),
-        &format!("catoken:{}", hashed(&access_token)),
-        &record,
-        ttl,
-    )
-    .await
-    .map_err(|_| ca(CaCode::GenericError, "the session store is unavailable; retry later"))?;
+    // Both tokens stand for the session: the official client keeps the ID token instead of the
+    // access token with `unsafeIncludeUser`, and sends that one to userinfo and logout.
+    for token in [&access_token, &id_token] {
+        json::put(
+            state.store.as_ref(),
+            &format!("catoken:{}", hashed(token)),
+            &record,
+            ttl,
+        )
+        .await
+        .map_err(|_| ca(CaCode::GenericError, "the session store is unavailable; retry later"))?;
+    }
     tracing::info!(org = %session.org.name, "CentralAuth code redeemed");
     Ok(axum::Json(json!({
         "access_token": access_token,
@@ -312,7 +311,7 @@ pub async fn userinfo(State(state): State<AppState>, req: Request) -> Result<Res
         message: e.to_string().into(),
     })?;
     if let Some(domain) = params.get("domain") {
-        let allowed = redirect::origin_allowed(domain, &org.spec.allowed_origins)
+        let allowed = crate::origin::origin_allowed(domain, &org.spec.allowed_origins)
             || state
                 .native_apps_of(&org)
                 .iter()

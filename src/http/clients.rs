@@ -1,24 +1,22 @@
-//! Client authentication as the endpoints use it: throttle check, then the argon2id verifier
-//! (which answers an unknown client after a dummy verification, so both fail alike), then the
-//! failure counters.
+//! Client authentication as the endpoints use it ([`crate::oauth::client_auth`]: a cache hit
+//! proceeds, other secrets are rationed, the owner is never refused), and the loop that
+//! pre-warms the verified-secret cache from the plaintext of every authenticating
+//! ClientSecret.
 
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::AppState;
 use crate::crd::{ClientSecret, Organization};
-use crate::oauth::throttle;
+use crate::oauth::client_auth::{self, Attempt};
+use crate::oauth::verifier::{Presented, SecretId};
 
-/// Why a client failed to authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// Unknown client or wrong secret (indistinguishable on purpose).
-    Invalid,
-    /// Too many recent failures for this client or address.
-    Throttled,
-    /// The store is unavailable.
-    Unavailable,
-}
+pub use crate::oauth::client_auth::AuthFailure;
+
+/// How often the pre-warm loop looks for secrets to warm.
+const PREWARM_EVERY: Duration = Duration::from_millis(200);
 
 impl AppState {
     /// Authenticates `client_id`/`secret` against `org` (None when no organization has that
@@ -30,26 +28,92 @@ impl AppState {
         secret: &str,
         addr: IpAddr,
     ) -> Result<Arc<ClientSecret>, AuthFailure> {
-        let store = self.store.as_ref();
-        let limits = self.settings.client_limits;
-        match throttle::is_throttled(store, limits, "client", client_id, addr).await {
-            Ok(false) => {}
-            Ok(true) => return Err(AuthFailure::Throttled),
-            Err(_) => return Err(AuthFailure::Unavailable),
-        }
         let org = org.filter(|o| o.client_id() == Some(client_id));
         let secrets = org.map(|o| self.client_secrets_of(o)).unwrap_or_default();
-        match self
-            .verifier
-            .authenticate_client(org, client_id, secret, &secrets)
-            .await
-        {
-            Some(cs) => Ok(cs),
-            None => {
-                let _ = throttle::record_failure(store, limits, "client", client_id, addr).await;
-                tracing::info!(client_id, "client authentication failed");
-                Err(AuthFailure::Invalid)
+        let presented = Presented {
+            org,
+            client_id,
+            secret,
+            secrets: &secrets,
+        };
+        let attempt = Attempt { presented, addr };
+        let policy = &self.settings.client_auth;
+        let result = client_auth::authenticate(&self.verifier, &self.lanes, self.store.as_ref(), policy, attempt).await;
+        match result {
+            Err(AuthFailure::Invalid) => tracing::info!(client_id, "client authentication failed"),
+            Err(AuthFailure::Busy) => {
+                tracing::warn!(client_id, "client authentication queued too long; asked to retry")
+            }
+            Ok(_) => {}
+        }
+        result
+    }
+
+    /// Plaintext of ClientSecret `cs` of `org`, from its watched Secret.
+    pub fn secret_plaintext(&self, org: &Organization, cs: &ClientSecret) -> Option<String> {
+        let name = cs
+            .status
+            .as_ref()
+            .and_then(|s| s.secret_name.clone())
+            .unwrap_or_else(|| cs.secret_name());
+        let bytes = self
+            .secrets
+            .value(org.metadata.namespace.as_deref()?, &name, "client_secret")?;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// Every authenticating ClientSecret with its organization.
+    fn authenticating(&self) -> Vec<(Arc<Organization>, Arc<ClientSecret>)> {
+        let mut all = vec![];
+        for org in self.caches.organizations.state() {
+            for cs in self.client_secrets_of(&org) {
+                if cs.authenticates_for(&org) {
+                    all.push((org.clone(), cs));
+                }
             }
         }
+        all
+    }
+}
+
+/// Keeps the verifier's pinned entries equal to the authenticating ClientSecrets whose
+/// plaintext the server holds: after a cache change it unpins the secrets that left and
+/// looks for new ones; every [`PREWARM_EVERY`] it warms those whose Secret has arrived (one
+/// argon2id run each, one at a time). A plaintext that does not match its hash (a modified
+/// Secret) is not tried again until it changes.
+pub async fn prewarm(state: AppState) {
+    let mut seen = None;
+    let mut pending: Vec<(Arc<Organization>, Arc<ClientSecret>)> = vec![];
+    let mut mismatched: HashMap<SecretId, String> = HashMap::new();
+    loop {
+        let generation = state.caches.generation();
+        if seen != Some(generation) {
+            seen = Some(generation);
+            let all = state.authenticating();
+            let ids: HashSet<SecretId> = all.iter().map(|(_, cs)| SecretId::of(cs)).collect();
+            state.verifier.retain_pinned(|id| ids.contains(id));
+            mismatched.retain(|id, _| ids.contains(id));
+            pending = all;
+        }
+        pending.retain(|(org, cs)| {
+            !state
+                .verifier
+                .is_pinned(&SecretId::of(cs), org.client_id().unwrap_or_default())
+        });
+        for (org, cs) in &pending {
+            let (Some(client_id), Some(plaintext)) = (org.client_id(), state.secret_plaintext(org, cs)) else {
+                continue;
+            };
+            let id = SecretId::of(cs);
+            let digest = crate::store::hashed(&plaintext);
+            if mismatched.get(&id) == Some(&digest) {
+                continue;
+            }
+            if !state.verifier.warm(client_id, cs, &plaintext).await {
+                tracing::warn!(namespace = %id.namespace, client_secret = %id.name, "the Secret's client_secret does not match the ClientSecret's hash; not pre-warmed");
+                mismatched.insert(id, digest);
+            }
+        }
+        tokio::time::sleep(PREWARM_EVERY).await;
     }
 }

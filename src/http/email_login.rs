@@ -3,12 +3,14 @@
 //! 1. The first login page (see [`super::login::form_response`]) posts the address to
 //!    `POST /login/email`. Any valid address gets a code — with e-mail login the user *is*
 //!    whoever controls the mailbox, so there is no account to reveal and every address gets the
-//!    same answer. Sending is throttled per address and per client ([`otp::may_send`]).
+//!    same answer. Sending is throttled per address and per client within the organization,
+//!    or per device cookie for a browser that logged the account in before ([`otp::may_send`]).
 //! 2. The code is stored for this login only ([`otp`]), e-mailed through the organization's
 //!    SMTP server ([`crate::mail`]), and the page asks for it. A send failure withdraws the
 //!    code, logs why (never the code, the body or a credential) and asks the user to retry.
 //! 3. `POST /login/code` checks the guess: wrong codes are counted per code (burned after
-//!    `max_attempts`) and per address and client ([`throttle`]); the right one is taken once
+//!    `max_attempts`) and per address and client of the organization, or per device cookie
+//!    ([`throttle`]); the right one is taken once
 //!    and the login completes exactly as a password login does (session, code, `state`, `iss`).
 //!
 //! Both steps carry the login ID and CSRF token of the first page, so they only work in the
@@ -23,15 +25,12 @@ use lettre::transport::smtp::authentication::Credentials;
 
 use super::AppState;
 use super::error::ErrorPage;
-use super::login::{self, LoginRequest, Posted, alert, escape, hidden_fields, text};
+use super::login::{self, Attempter, LoginRequest, Posted, alert, escape, hidden_fields, text};
 use crate::crd::{EmailLogin, Organization};
 use crate::mail::{self, CodeMail, MailError};
 use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::oauth::otp::{self, SendGate, Verdict};
-use crate::oauth::throttle;
-
-/// Throttle kind of wrong codes (per e-mail address).
-const FAILURE_KIND: &str = "email-code";
+use crate::oauth::throttle::{self, Counters};
 
 /// `POST /login/email`: sends a code to the address of the form and shows the code form.
 pub async fn send_code(State(state): State<AppState>, req: Request) -> Response {
@@ -48,7 +47,12 @@ pub async fn send_code(State(state): State<AppState>, req: Request) -> Response 
     };
     let store = state.store.as_ref();
     let policy = &state.settings.email_codes;
-    match otp::may_send(store, policy, &email, p.addr).await {
+    let attempter = Attempter::of(&state, &p, &email);
+    let (sends, cooldown) = (
+        attempter.counters(throttle::CODE_SENDS, policy.sends),
+        attempter.cooldown_key(),
+    );
+    match otp::may_send(store, policy, &sends, &cooldown).await {
         Ok(SendGate::Allowed) => {}
         Ok(gate) => return throttled(&state, &p, &email, gate).await,
         Err(_) => return unavailable(),
@@ -61,7 +65,7 @@ pub async fn send_code(State(state): State<AppState>, req: Request) -> Response 
     drop(code);
     if let Err(e) = sent {
         tracing::warn!(org = %p.login.org.name, error = %e, "the login code e-mail could not be sent");
-        let _ = otp::withdraw(store, &p.login_id, &email).await;
+        let _ = otp::withdraw(store, &p.login_id, &cooldown).await;
         let msg = text(
             &p.login,
             "loginPageEmailSendError",
@@ -69,7 +73,7 @@ pub async fn send_code(State(state): State<AppState>, req: Request) -> Response 
         );
         return first_page(&state, &p, Some(&email), &msg, StatusCode::SERVICE_UNAVAILABLE);
     }
-    let _ = otp::record_sent(store, policy, &email, p.addr).await;
+    let _ = sends.record(store).await;
     tracing::info!(org = %p.login.org.name, "login code e-mail sent");
     code_page(&state, &p, &email, None, StatusCode::OK)
 }
@@ -92,10 +96,8 @@ pub async fn check_code(State(state): State<AppState>, req: Request) -> Response
         state.metrics.login(LoginMethod::email, LoginOutcome::failure);
         return first_page(&state, &p, None, &expired(&p.login), StatusCode::UNAUTHORIZED);
     };
-    if throttle::is_throttled(store, policy.failures, FAILURE_KIND, &email, p.addr)
-        .await
-        .unwrap_or(true)
-    {
+    let failures = Attempter::of(&state, &p, &email).counters(throttle::EMAIL_CODE, policy.failures);
+    if failures.over(store).await.unwrap_or(true) {
         state.metrics.login(LoginMethod::email, LoginOutcome::failure);
         let msg = "Too many wrong codes. Wait a few minutes, then ask for a new code.";
         return code_page(&state, &p, &email, Some(msg), StatusCode::TOO_MANY_REQUESTS);
@@ -107,16 +109,14 @@ pub async fn check_code(State(state): State<AppState>, req: Request) -> Response
     if let Verdict::Accepted { email } = verdict {
         return login::complete(&state, &p, email, LoginMethod::email).await;
     }
-    refuse(&state, &p, verdict).await
+    refuse(&state, &p, verdict, &failures).await
 }
 
-/// The answer to a code that did not log the user in.
-async fn refuse(state: &AppState, p: &Posted, verdict: Verdict) -> Response {
-    let failed = |email: &str| {
+/// The answer to a code that did not log the user in; wrong guesses count in `failures`.
+async fn refuse(state: &AppState, p: &Posted, verdict: Verdict, failures: &Counters) -> Response {
+    let failed = || {
         state.metrics.login(LoginMethod::email, LoginOutcome::failure);
-        let (store, limits) = (state.store.clone(), state.settings.email_codes.failures);
-        let (email, addr) = (email.to_string(), p.addr);
-        async move { throttle::record_failure(store.as_ref(), limits, FAILURE_KIND, &email, addr).await }
+        failures.record(state.store.as_ref())
     };
     match verdict {
         Verdict::Malformed => {
@@ -133,7 +133,7 @@ async fn refuse(state: &AppState, p: &Posted, verdict: Verdict) -> Response {
             code_page(state, p, &email, Some(&msg), StatusCode::BAD_REQUEST)
         }
         Verdict::Wrong { email, attempts_left } => {
-            let _ = failed(&email).await;
+            let _ = failed().await;
             let msg = match p.login.translations.get("loginPageEmailError") {
                 Some(t) => t.clone(),
                 None if attempts_left == 1 => "The code is wrong. 1 attempt left.".to_string(),
@@ -142,7 +142,7 @@ async fn refuse(state: &AppState, p: &Posted, verdict: Verdict) -> Response {
             code_page(state, p, &email, Some(&msg), StatusCode::UNAUTHORIZED)
         }
         Verdict::Burned { email } => {
-            let _ = failed(&email).await;
+            let _ = failed().await;
             let msg = text(
                 &p.login,
                 "loginPageCodeBurned",

@@ -1,15 +1,18 @@
 //! The login page and the authorization step shared by both protocols.
 //!
 //! `GET /login` (CentralAuth) and `GET /oauth2/authorize` (standard) validate the request —
-//! unknown client or bad redirect URI: an error page, never a redirect — then either finish at
-//! once (a live session cookie for this organization, and no `affirm=1`) or store the request
-//! under a random login ID (keyed by its SHA-256) and render the form of the organization's
-//! login methods. Every post of a login ([`posted`]) checks the CSRF token (hidden field equal
-//! to the `ca_csrf` cookie set with the form: login CSRF needs the victim's browser to carry
-//! the attacker's cookie, which it cannot). `POST /login` throttles failures per account and
-//! address and verifies the password; the e-mail code steps live in [`super::email_login`].
-//! Both end in [`complete`]: the session, and a redirect with `code`, `state` (byte-exact) and
-//! `iss` (RFC 9207).
+//! unknown client or bad redirect URI: an error page, never a redirect — then, as
+//! [`crate::oauth::prompt`] decides, finish at once (a live session cookie for this
+//! organization), redirect with `login_required` (`prompt=none`), or store the request under a
+//! random login ID (keyed by its SHA-256) and render the form of the organization's login
+//! methods. Every post of a login ([`posted`]) checks the CSRF token (hidden field equal to the
+//! `ca_csrf` cookie set with the form: login CSRF needs the victim's browser to carry the
+//! attacker's cookie, which it cannot). `POST /login` counts failures per account and address
+//! of the organization — or per device cookie, for a browser that logged the account in before
+//! ([`Attempter`]) — and verifies the password; the e-mail code steps live in
+//! [`super::email_login`]. Both end in [`complete`]: the session, the device cookie, and a
+//! redirect with `code`, `state` (byte-exact), `iss` (RFC 9207) and, after `affirm=1`,
+//! `affirm=1`.
 //!
 //! The pages are plain server-rendered HTML: no JavaScript, `Referrer-Policy: no-referrer`,
 //! `Content-Security-Policy: frame-ancestors 'none'` (or the organization's `allowedOrigins`
@@ -36,7 +39,9 @@ use super::routing::{Site, host, org_key};
 use crate::crd::Organization;
 use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::oauth::grant::{self, CodeGrant, OrgKey, Protocol, Session};
-use crate::oauth::{pkce, redirect, throttle};
+use crate::oauth::prompt::{Decision, Prompt};
+use crate::oauth::throttle::{self, Counters, Limits, Tally};
+use crate::oauth::{device, pkce, redirect};
 use crate::store::{hashed, json};
 
 /// How long a rendered login form stays usable (renewed when a code e-mail is sent).
@@ -79,13 +84,18 @@ pub struct LoginRequest {
     pub email: Option<String>,
     /// `error_description` to show.
     pub message: Option<String>,
+    /// CentralAuth `affirm=1`: the user must log in again, and the callback says so.
+    #[serde(default)]
+    pub affirm: bool,
 }
 
-/// The client address (peer of the TCP connection).
+/// The client address: what the router's middleware found ([`super::ClientAddr`]: the socket
+/// peer, or what trusted proxies say), else the socket peer.
 pub fn client_addr(req: &Request) -> IpAddr {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    let ext = req.extensions();
+    ext.get::<super::ClientAddr>()
+        .map(|a| a.0)
+        .or_else(|| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
@@ -96,7 +106,10 @@ pub async fn get_login(State(state): State<AppState>, headers: HeaderMap, RawQue
         Err(e) => return ErrorPage::bad_request(e.to_string()).into_response(),
     };
     match centralauth_request(&state, &headers, &params) {
-        Ok(Ok(req)) => start(&state, &headers, req, params.get("affirm") == Some("1")).await,
+        Ok(Ok(req)) => {
+            let prompt = if req.affirm { Prompt::login() } else { Prompt::default() };
+            start(&state, &headers, req, prompt).await
+        }
         Ok(Err(redirect_to)) => redirect_to,
         Err(page) => page.into_response(),
     }
@@ -161,10 +174,11 @@ fn centralauth_request(
         scope: None,
         nonce: None,
         csrf_hash: String::new(),
-        embed: p.get("embed") == Some("1") && !org.spec.allowed_origins.is_empty(),
+        embed: p.get("embed") == Some("1") && crate::origin::usable(&org.spec.allowed_origins).next().is_some(),
         translations: p.get("translations").map(decode_translations).unwrap_or_default(),
         email: p.get("email").map(String::from),
         message: p.get("error_description").map(String::from),
+        affirm: p.get("affirm") == Some("1"),
     }))
 }
 
@@ -223,15 +237,28 @@ fn decode_translations(b64: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Finishes at once with a live session, or renders the form.
-pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest, affirm: bool) -> Response {
-    if !affirm
-        && let Some(sid) = cookie(headers, SESSION_COOKIE)
-        && let Ok(Some(session)) =
-            grant::use_session(state.store.as_ref(), &sid, idle(state, &req.org), crate::oauth::now()).await
-        && session.org == req.org
-    {
-        return finish(state, &req, &session, None).await;
+/// Finishes at once with a live session of the organization when `prompt` allows it,
+/// redirects with `login_required` when it must not show a page, or renders the form.
+pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest, prompt: Prompt) -> Response {
+    let now = crate::oauth::now();
+    let session = match prompt.reauthenticate {
+        true => None,
+        false => live_session(state, headers, &req.org, now).await,
+    };
+    match (prompt.decide(session.as_ref().map(|s| s.created_at), now), session) {
+        (Decision::Reuse, Some(session)) => return finish(state, &req, &session, vec![]).await,
+        (Decision::LoginRequired, _) => {
+            let issuer = state.org_by_key(&req.org).map(|o| state.issuer(&o)).unwrap_or_default();
+            let description = "the user must log in, and prompt=none forbids showing the login page";
+            return error_redirect(
+                &req.redirect_uri,
+                "login_required",
+                description,
+                req.state.as_deref(),
+                &issuer,
+            );
+        }
+        _ => {}
     }
     let csrf = grant::random_token();
     req.csrf_hash = hashed(&csrf);
@@ -255,6 +282,15 @@ pub async fn start(state: &AppState, headers: &HeaderMap, mut req: LoginRequest,
         ),
     );
     resp
+}
+
+/// The browser's live session of organization `org`, if its cookie names one.
+async fn live_session(state: &AppState, headers: &HeaderMap, org: &OrgKey, now: i64) -> Option<Session> {
+    let sid = cookie(headers, SESSION_COOKIE)?;
+    let session = grant::use_session(state.store.as_ref(), &sid, idle(state, org), now)
+        .await
+        .ok()??;
+    (session.org == *org).then_some(session)
 }
 
 /// The `SameSite` and `Secure` attributes of the login cookies. An embedded login (`embed=1`,
@@ -314,6 +350,8 @@ pub struct Posted {
     pub form: Params,
     /// The client address.
     pub addr: IpAddr,
+    /// The request's headers (cookies).
+    pub headers: HeaderMap,
 }
 
 /// Reads a login form post and checks its login ID and CSRF token; `Err` is the error page.
@@ -346,7 +384,57 @@ pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> 
         org,
         form,
         addr,
+        headers,
     })
+}
+
+/// Who makes a login step for an account: anyone from an address, or the browser holding
+/// the account's device cookie ([`crate::oauth::device`]). Says which failure counters count
+/// the step.
+pub struct Attempter {
+    tenant: String,
+    email: String,
+    addr: IpAddr,
+    /// The device ID of the browser's device cookie, when it names this account.
+    pub device: Option<String>,
+}
+
+impl Attempter {
+    /// The attempter of a step of `p` for `email`.
+    pub fn of(state: &AppState, p: &Posted, email: &str) -> Attempter {
+        Attempter {
+            tenant: p.login.org.uid.clone(),
+            email: email.to_string(),
+            addr: p.addr,
+            device: trusted_device(state, &p.org, &p.headers, email),
+        }
+    }
+
+    /// The counters of `tally` this attempter's steps are counted in.
+    pub fn counters(&self, tally: Tally, limits: Limits) -> Counters {
+        match &self.device {
+            Some(d) => tally.device(limits, &self.tenant, d),
+            None => tally.untrusted(limits, &self.tenant, &self.email, self.addr),
+        }
+    }
+
+    /// The cool-down key of code e-mails this attempter asks for.
+    pub fn cooldown_key(&self) -> String {
+        crate::oauth::otp::cooldown_key(&self.tenant, &self.email, self.device.as_deref())
+    }
+}
+
+/// The device ID of the browser's device cookie for organization `org`, when the cookie is
+/// valid and names `email`.
+fn trusted_device(state: &AppState, org: &Organization, headers: &HeaderMap, email: &str) -> Option<String> {
+    let key = org_key(org);
+    let token = cookie(headers, &device::cookie_name(&key))?;
+    let claims = state
+        .keys
+        .get()
+        .verify(&token, Some(device::TYP), crate::oauth::now())
+        .ok()?;
+    device::device_of(&claims, &state.issuer(org), &key, email)
 }
 
 /// The answer to a post whose CSRF token is not the browser's. Embedded, the page stays
@@ -387,11 +475,8 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
     }
     let store = state.store.as_ref();
     let email = form_email(&p.form);
-    let limits = state.settings.login_limits;
-    if throttle::is_throttled(store, limits, "login", &email, p.addr)
-        .await
-        .unwrap_or(true)
-    {
+    let counters = Attempter::of(&state, &p, &email).counters(throttle::LOGIN, state.settings.login_limits);
+    if counters.over(store).await.unwrap_or(true) {
         let msg = "Too many failed attempts. Wait a few minutes and try again.";
         return form_response(
             &state,
@@ -405,7 +490,7 @@ pub async fn post_login(State(state): State<AppState>, req: Request) -> Response
     let password = p.form.get("password").unwrap_or_default();
     if !check_password(&state, &p.org, &email, password).await {
         state.metrics.login(LoginMethod::password, LoginOutcome::failure);
-        let _ = throttle::record_failure(store, limits, "login", &email, p.addr).await;
+        let _ = counters.record(store).await;
         let msg = text(
             &p.login,
             "loginPagePasswordError",
@@ -441,6 +526,7 @@ pub async fn complete(state: &AppState, p: &Posted, email: String, method: Login
         expires_at: now + max,
         app_id: login.app_id.clone(),
         device_id: login.device_id.clone(),
+        affirmed_at: login.affirm.then_some(now),
     };
     if grant::create_session(store, &session, p.org.max_inactivity())
         .await
@@ -448,12 +534,26 @@ pub async fn complete(state: &AppState, p: &Posted, email: String, method: Login
     {
         return ErrorPage::bad_request("the session store is unavailable; retry later").into_response();
     }
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Max-Age={max}{}",
-        session.id,
-        cookie_attributes(state, login.embed)
+    let attributes = cookie_attributes(state, login.embed);
+    let mut cookies = vec![format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; Max-Age={max}{attributes}",
+        session.id
+    )];
+    let claims = device::claims(
+        &state.issuer(&p.org),
+        &login.org,
+        &session.email,
+        &grant::random_token(),
+        now,
     );
-    finish(state, &login, &session, Some(cookie)).await
+    if let Ok(token) = state.keys.get().sign(&claims, device::TYP, now) {
+        let name = device::cookie_name(&login.org);
+        cookies.push(format!(
+            "{name}={token}; Path=/; HttpOnly; Max-Age={}{attributes}",
+            device::TTL
+        ));
+    }
+    finish(state, &login, &session, cookies).await
 }
 
 async fn check_password(state: &AppState, org: &Organization, email: &str, password: &str) -> bool {
@@ -470,8 +570,9 @@ async fn check_password(state: &AppState, org: &Organization, email: &str, passw
     !email.is_empty() && state.verifier.verify_any(hashes, password).await.is_some()
 }
 
-/// Issues the code and redirects to the client.
-async fn finish(state: &AppState, login: &LoginRequest, session: &Session, set: Option<String>) -> Response {
+/// Issues the code and redirects to the client (with `affirm=1` after an affirmation, so the
+/// CentralAuth client compares the affirmed user with the one it had), setting `cookies`.
+async fn finish(state: &AppState, login: &LoginRequest, session: &Session, cookies: Vec<String>) -> Response {
     let Some(org) = state.org_by_key(&login.org) else {
         return ErrorPage::bad_request("the organization no longer exists").into_response();
     };
@@ -501,13 +602,16 @@ async fn finish(state: &AppState, login: &LoginRequest, session: &Session, set: 
         params.push(("state", s));
     }
     params.push(("iss", &issuer));
+    if login.affirm {
+        params.push(("affirm", "1"));
+    }
     tracing::info!(org = %login.org.name, protocol = ?login.protocol, "login succeeded; code issued");
     let mut resp = (
         StatusCode::SEE_OTHER,
         [(header::LOCATION, redirect::with_params(&login.redirect_uri, &params))],
     )
         .into_response();
-    if let Some(c) = set {
+    for c in cookies {
         set_cookie(&mut resp, &c);
     }
     resp
@@ -563,7 +667,10 @@ pub fn form_response(
 <label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
 {buttons}
 </form>"#,
-        intro = t("loginPageIntro", "Log in to continue."),
+        intro = match login.affirm {
+            true => t("loginPageAffirmIntro", "Confirm it is you: log in again to continue."),
+            false => t("loginPageIntro", "Log in to continue."),
+        },
         message = alert(error.or(login.message.as_deref())),
         hidden = hidden_fields(login_id, csrf),
         email_label = t("emailAddress", "E-mail address"),
@@ -609,9 +716,17 @@ pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status:
         .map(|u| format!("<img src=\"{}\" alt=\"\" height=\"48\">", escape(&u)))
         .unwrap_or_default();
     let body = format!("{logo}<h1>{}</h1>{content}", escape(&name));
-    let ancestors = match (&org, login.embed) {
-        (Some(o), true) if !o.spec.allowed_origins.is_empty() => o.spec.allowed_origins.join(" "),
-        _ => "'none'".to_string(),
+    // Only entries that can match: `https://*.com` must not let every .com site frame the page.
+    let framers: Vec<&str> = match (&org, login.embed) {
+        (Some(o), true) => crate::origin::usable(&o.spec.allowed_origins)
+            .map(String::as_str)
+            .collect(),
+        _ => vec![],
+    };
+    let ancestors = if framers.is_empty() {
+        "'none'".to_string()
+    } else {
+        framers.join(" ")
     };
     (status, html_headers(&ancestors), page(&name, &body)).into_response()
 }

@@ -24,19 +24,21 @@ pub mod routing;
 pub mod secrets;
 pub mod well_known;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tracing::Instrument;
 
 use crate::cache::Caches;
+use crate::forwarded::{AddressHeader, TrustedProxies};
 use crate::mail::{Mailer, SmtpSettings};
+use crate::oauth::client_auth::{ClientAuthPolicy, Lanes};
 use crate::oauth::keys::RotationPolicy;
 use crate::oauth::otp::OtpPolicy;
 use crate::oauth::throttle::Limits;
@@ -57,10 +59,14 @@ pub struct Settings {
     pub access_token_ttl: i64,
     /// Lifetime of refresh tokens, seconds (never past the session).
     pub refresh_token_ttl: i64,
-    /// Failure limits of client authentication.
-    pub client_limits: Limits,
-    /// Failure limits of password logins.
+    /// How uncached client-secret verifications are rationed (failure counters, pace, wait).
+    pub client_auth: ClientAuthPolicy,
+    /// Failure limits of password logins (per account and address, or per device cookie).
     pub login_limits: Limits,
+    /// Reverse proxies whose `client_address_header` names the client (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
+    /// The header trusted proxies write the client address into.
+    pub client_address_header: AddressHeader,
     /// Most argon2id verifications running at once.
     pub max_parallel_verifications: usize,
     /// One-time e-mail codes: lifetime, guesses, sending and failure throttles.
@@ -91,8 +97,10 @@ impl Settings {
             },
             access_token_ttl,
             refresh_token_ttl: 30 * 24 * 3600,
-            client_limits: Limits::default(),
+            client_auth: ClientAuthPolicy::default(),
             login_limits: Limits::default(),
+            trusted_proxies: TrustedProxies::default(),
+            client_address_header: AddressHeader::default(),
             max_parallel_verifications: 4,
             email_codes: OtpPolicy::default(),
             smtp: SmtpSettings::default(),
@@ -117,6 +125,8 @@ pub struct AppState {
     pub keys: keys::KeyRing,
     /// argon2id verification and the client-secret cache.
     pub verifier: Arc<SecretVerifier>,
+    /// One queue per organization for uncached client-secret verifications.
+    pub lanes: Arc<Lanes>,
     /// Watched Secrets (passwords, client-secret plaintext for native tokens).
     pub secrets: secrets::SecretsView,
     /// Tunables.
@@ -151,18 +161,21 @@ impl AppState {
             settings.rotation,
         );
         let mailer = Arc::new(Mailer::new(settings.smtp.clone(), &public.base_domain));
-        Ok(AppState {
+        let state = AppState {
             secrets: secrets::SecretsView::start(client, caches.clone()),
             caches,
             public,
             store,
             keys,
             verifier: Arc::new(SecretVerifier::new(settings.max_parallel_verifications)),
+            lanes: Arc::default(),
             mailer,
             settings: Arc::new(settings),
             metrics: crate::metrics::Metrics::default(),
             index: routing::SharedIndex::default(),
-        })
+        };
+        tokio::spawn(clients::prewarm(state.clone()));
+        Ok(state)
     }
 
     /// The same state, reporting into `metrics` (the registry the admin listener serves).
@@ -174,6 +187,8 @@ impl AppState {
 
 /// The public router (login and OAuth endpoints). Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so throttling sees client addresses.
+/// Every answer under `/api/` — unknown paths and wrong methods too — is a CentralAuth JSON
+/// error `{errorCode, message}` ([`error::api_errors`]).
 pub fn public_router(state: AppState) -> Router {
     let std_routes = Router::new()
         .route("/.well-known/openid-configuration", get(oauth2::discovery))
@@ -188,9 +203,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/login", get(login::get_login).post(login::post_login))
         .route("/login/email", post(email_login::send_code))
         .route("/login/code", post(email_login::check_code))
-        .route("/api/v1/verify", post(centralauth::verify))
-        .route("/api/v1/userinfo", post(centralauth::userinfo))
-        .route("/api/v1/logout", post(centralauth::logout))
+        .merge(api_routes())
         // RFC 8414 §3 inserts the well-known segment before the issuer's path.
         .route("/.well-known/openid-configuration/o/{cid}", get(oauth2::discovery))
         .route(
@@ -200,9 +213,50 @@ pub fn public_router(state: AppState) -> Router {
         .nest("/o/{cid}", std_routes.clone())
         .merge(std_routes)
         .merge(well_known::router())
+        .layer(middleware::from_fn_with_state(state.clone(), client_address))
         .layer(middleware::from_fn(common))
         .with_state(state)
 }
+
+/// The CentralAuth API: its endpoints, and JSON errors for every other path and method.
+fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/verify",
+            post(centralauth::verify).fallback(error::api_method_not_allowed),
+        )
+        .route(
+            "/api/v1/userinfo",
+            post(centralauth::userinfo).fallback(error::api_method_not_allowed),
+        )
+        .route(
+            "/api/v1/logout",
+            post(centralauth::logout).fallback(error::api_method_not_allowed),
+        )
+        .route("/api", any(error::api_not_found))
+        .route("/api/", any(error::api_not_found))
+        .route("/api/{*rest}", any(error::api_not_found))
+        .layer(middleware::map_response(error::api_errors))
+}
+
+/// The client address of the request ([`crate::forwarded`]: the socket peer, or what trusted
+/// proxies say), as the [`ClientAddr`] extension the handlers read.
+async fn client_address(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let settings = &state.settings;
+    let addr = settings
+        .trusted_proxies
+        .client_address(peer, req.headers(), settings.client_address_header);
+    req.extensions_mut().insert(ClientAddr(addr));
+    next.run(req).await
+}
+
+/// The client address of a request (see [`crate::forwarded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
 
 /// Span per request, and `no-store` on every answer (tokens, codes, login pages).
 async fn common(req: Request, next: Next) -> Response {

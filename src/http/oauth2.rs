@@ -26,6 +26,7 @@ use super::routing::{Site, host, org_key};
 use crate::crd::Organization;
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::{self, CodeGrant, GrantError, Protocol, RefreshGrant, Session};
+use crate::oauth::prompt::Prompt;
 use crate::oauth::{pkce, redirect, tokens};
 
 /// Scopes this server knows; others are dropped from requests.
@@ -136,6 +137,10 @@ pub async fn authorize(
     if let Err(e) = pkce::check_challenge(challenge, p.get("code_challenge_method")) {
         return fail("invalid_request", &e.to_string());
     }
+    let prompt = match Prompt::parse(p.get("prompt"), p.get("max_age")) {
+        Ok(prompt) => prompt,
+        Err(e) => return fail("invalid_request", &e.to_string()),
+    };
     let req = LoginRequest {
         org: org_key(&org),
         client_id: org.client_id().unwrap_or_default().to_string(),
@@ -152,8 +157,9 @@ pub async fn authorize(
         translations: Default::default(),
         email: p.get("login_hint").map(String::from),
         message: None,
+        affirm: false,
     };
-    start(&state, &headers, req, p.get("prompt") == Some("login")).await
+    start(&state, &headers, req, prompt).await
 }
 
 /// A token-endpoint caller: client ID and, for confidential clients, the secret.
@@ -188,10 +194,9 @@ async fn caller(
             ));
         }
         Some(b) => (b.client_id, Some(b.secret)),
+        // No client authentication at all (RFC 6749 §5.2).
         None => (
-            body_id
-                .ok_or_else(|| OAuthError::request("client_id is required"))?
-                .to_string(),
+            body_id.ok_or(OAuthError::InvalidClient)?.to_string(),
             body_secret.map(String::from),
         ),
     };
@@ -202,8 +207,7 @@ async fn caller(
                 .await
                 .map_err(|f| match f {
                     AuthFailure::Invalid => OAuthError::InvalidClient,
-                    AuthFailure::Throttled => OAuthError::SlowDown,
-                    AuthFailure::Unavailable => OAuthError::ServerError,
+                    AuthFailure::Busy => OAuthError::SlowDown,
                 })?;
             Ok(Caller {
                 client_id,
@@ -510,13 +514,10 @@ pub async fn introspect(
         }
         return Ok(axum::Json(v).into_response());
     }
-    let rt: Option<RefreshGrant> =
-        crate::store::json::get(state.store.as_ref(), &format!("rt:{}", crate::store::hashed(token)))
-            .await
-            .ok()
-            .flatten();
-    if let Some(rg) = rt.filter(|rg| rg.org == org_key(&org) && rg.client_id == c.client_id)
-        && !grant::is_revoked(state.store.as_ref(), Some(&rg.family_id), None)
+    let store = state.store.as_ref();
+    let rt = grant::refresh_grant(store, token).await.ok().flatten();
+    if let Some(rg) = rt.filter(|rg| issued_to(rg, &org, &c))
+        && !grant::is_revoked(store, Some(&rg.family_id), None)
             .await
             .unwrap_or(true)
     {
@@ -529,7 +530,10 @@ pub async fn introspect(
     Ok(axum::Json(json!({"active": false})).into_response())
 }
 
-/// `POST /oauth2/revoke` (RFC 7009: 200 whether or not the token was known).
+/// `POST /oauth2/revoke` (RFC 7009): the client authenticates (a confidential client with
+/// its secret; a request without one is a public client's), and only tokens issued to it are
+/// revoked. The answer is 200 whether or not the token was known or the client's, so it says
+/// nothing about other clients' tokens.
 pub async fn revoke(
     State(state): State<AppState>,
     params: RawPathParams,
@@ -537,17 +541,24 @@ pub async fn revoke(
 ) -> Result<Response, OAuthError> {
     let org = std_org(&state, req.headers(), &params).ok_or(OAuthError::InvalidClient)?;
     let rp = parts(req).await?;
-    caller(&state, &org, &rp, false).await?;
+    let c = caller(&state, &org, &rp, false).await?;
     let token = rp
         .form
         .get("token")
         .ok_or_else(|| OAuthError::request("token is required"))?;
     let store = state.store.as_ref();
-    let revoked_refresh = grant::revoke_refresh(store, token)
+    let refresh = grant::refresh_grant(store, token)
         .await
         .map_err(|_| OAuthError::ServerError)?;
-    if !revoked_refresh
+    if let Some(rg) = refresh {
+        if issued_to(&rg, &org, &c) {
+            grant::revoke_family(store, &rg.family_id)
+                .await
+                .map_err(|_| OAuthError::ServerError)?;
+        }
+    } else if c.confidential
         && let Some(claims) = active_claims(&state, &org, token).await
+        && claims["client_id"].as_str() == Some(c.client_id.as_str())
         && let Some(jti) = claims["jti"].as_str()
     {
         grant::revoke_jti(store, jti)
@@ -555,6 +566,14 @@ pub async fn revoke(
             .map_err(|_| OAuthError::ServerError)?;
     }
     Ok(StatusCode::OK.into_response())
+}
+
+/// Whether refresh grant `rg` was issued to caller `c` of `org`: same organization and client
+/// ID, and for a public caller (no secret) only a native app's grant — the only way a public
+/// client gets refresh tokens. Access tokens are revoked by confidential callers only (a public
+/// client revokes its refresh token, whose family takes the access tokens with it).
+fn issued_to(rg: &RefreshGrant, org: &Organization, c: &Caller) -> bool {
+    rg.org == org_key(org) && rg.client_id == c.client_id && (c.confidential || rg.app_id.is_some())
 }
 
 /// `GET|POST /oauth2/userinfo` with a Bearer access token.
@@ -620,6 +639,41 @@ mod tests {
             client_id: "cid".into(),
             confidential: true,
         }
+    }
+
+    #[test]
+    fn only_the_client_a_refresh_token_was_issued_to_may_revoke_it() {
+        let org = named("acme");
+        let rg = |app_id: Option<&str>| RefreshGrant {
+            org: org_key(&org),
+            client_id: "cid".into(),
+            family_id: "f".into(),
+            session_id: "s".into(),
+            email: "ada@example.com".into(),
+            scope: None,
+            auth_time: 0,
+            app_id: app_id.map(Into::into),
+        };
+        let public = Caller {
+            confidential: false,
+            ..web()
+        };
+        assert!(issued_to(&rg(None), &org, &web()));
+        assert!(
+            issued_to(&rg(Some("app")), &org, &web()),
+            "the confidential client owns the ID"
+        );
+        assert!(
+            issued_to(&rg(Some("app")), &org, &public),
+            "a native app revokes its own"
+        );
+        assert!(!issued_to(&rg(None), &org, &public), "but not the web app's");
+        assert!(!issued_to(&rg(None), &named("other"), &web()), "another organization's");
+        let other_client = Caller {
+            client_id: "other-cid".into(),
+            confidential: true,
+        };
+        assert!(!issued_to(&rg(None), &org, &other_client));
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! server does not need is held.
 //! RBAC: `get`, `list`, `watch` on `secrets` in the namespaces of Organizations (a ClusterRole
 //! when organizations live in many namespaces).
+//!
+//! Readiness waits for [`SecretsView::wait_loaded`]: until every Secret the caches name has
+//! been listed once, a login with a right password would be refused as a wrong one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -24,6 +27,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cache::Caches;
@@ -39,9 +43,28 @@ pub type SecretRef = (String, String);
 type SecretData = Arc<BTreeMap<String, Vec<u8>>>;
 
 /// The data of the watched Secrets.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SecretsView {
     data: Arc<RwLock<HashMap<SecretRef, SecretData>>>,
+    progress: Arc<watch::Sender<Progress>>,
+}
+
+impl Default for SecretsView {
+    fn default() -> Self {
+        SecretsView {
+            data: Arc::default(),
+            progress: Arc::new(watch::Sender::new(Progress::default())),
+        }
+    }
+}
+
+/// How far the watchers are: what [`SecretsView::wait_loaded`] waits on.
+#[derive(Default)]
+struct Progress {
+    /// How many times the running watchers were matched to the caches.
+    follows: u64,
+    /// The Secrets whose running watcher has finished a first list (the Secret may not exist).
+    listed: HashSet<SecretRef>,
 }
 
 impl SecretsView {
@@ -64,6 +87,42 @@ impl SecretsView {
         }
     }
 
+    /// Resolves once every Secret the caches name has been listed once by its watcher (whether
+    /// it exists or not): from then on the request path sees what the API server holds. Call
+    /// it once the caches are ready. Secrets named later do not delay it; those no longer named
+    /// are not waited for.
+    pub async fn wait_loaded(&self, caches: &Caches) {
+        let mut progress = self.progress.subscribe();
+        // Read before the caches: any later match of the watchers is seen below.
+        let mut follows = progress.borrow_and_update().follows;
+        let mut needed = wanted(caches);
+        loop {
+            let (latest, done) = {
+                let p = progress.borrow_and_update();
+                (p.follows, needed.iter().all(|r| p.listed.contains(r)))
+            };
+            if done {
+                return;
+            }
+            if latest != follows {
+                // The watchers follow newer caches: drop what they no longer name.
+                follows = latest;
+                let now = wanted(caches);
+                needed.retain(|r| now.contains(r));
+                continue;
+            }
+            if progress.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn listed(&self, r: &SecretRef) {
+        self.progress.send_modify(|p| {
+            p.listed.insert(r.clone());
+        });
+    }
+
     /// Starts the reconciler loop that keeps one watcher per needed Secret.
     pub fn start(client: Client, caches: Caches) -> SecretsView {
         let view = SecretsView::default();
@@ -77,6 +136,10 @@ impl SecretsView {
                 if seen != Some(generation) {
                     seen = Some(generation);
                     this.follow(&client, &mut running, wanted(&caches));
+                    this.progress.send_modify(|p| {
+                        p.follows += 1;
+                        p.listed.retain(|r| running.contains_key(r));
+                    });
                 }
                 tokio::time::sleep(RESYNC).await;
             }
@@ -154,8 +217,12 @@ async fn watch_one(client: Client, view: SecretsView, r: SecretRef) {
             }
             Ok(Event::Delete(_)) => view.set(&r, None),
             Ok(Event::Init) => seen_in_list = false,
-            Ok(Event::InitDone) if !seen_in_list => view.set(&r, None),
-            Ok(Event::InitDone) => {}
+            Ok(Event::InitDone) => {
+                if !seen_in_list {
+                    view.set(&r, None);
+                }
+                view.listed(&r);
+            }
             Err(err) => {
                 tracing::warn!(namespace = %r.0, secret = %r.1, error = %err, "watching a Secret failed; retrying")
             }

@@ -90,7 +90,9 @@ pub enum CaCode {
     CodeChallengeMissing,
     /// PKCE failed.
     CodeChallengeInvalid,
-    /// Something failed on the server.
+    /// The thing asked for (an API path) does not exist.
+    EntityMissing,
+    /// Something failed on the server, or the request cannot be served (wrong method).
     GenericError,
 }
 
@@ -120,6 +122,7 @@ impl CaError {
             CaCode::TooManyRequests => 429,
             CaCode::GenericError => 503,
             CaCode::SessionInvalid | CaCode::TokenInvalid => 401,
+            CaCode::EntityMissing => 404,
             _ => 400,
         }
     }

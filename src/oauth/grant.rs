@@ -58,6 +58,9 @@ pub struct Session {
     pub app_id: Option<String>,
     /// Native device ID, for native logins.
     pub device_id: Option<String>,
+    /// Unix seconds of the login that affirmed the user (CentralAuth `affirm=1`), if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affirmed_at: Option<i64>,
 }
 
 /// What an authorization code stands for.
@@ -279,15 +282,10 @@ pub async fn rotate_refresh(store: &dyn Store, token: &str) -> Result<RefreshGra
     }
 }
 
-/// Revokes a refresh token's family without using it (RFC 7009); false when unknown.
-pub async fn revoke_refresh(store: &dyn Store, token: &str) -> StoreResult<bool> {
-    match store.get(&format!("rtfamily:{}", hashed(token))).await? {
-        Some(family) => {
-            revoke_family(store, &String::from_utf8_lossy(&family)).await?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
+/// The grant of a live refresh token, without using it (introspection, RFC 7009 revocation);
+/// `None` when it is unknown, expired or already rotated.
+pub async fn refresh_grant(store: &dyn Store, token: &str) -> StoreResult<Option<RefreshGrant>> {
+    json::get(store, &format!("rt:{}", hashed(token))).await
 }
 
 #[cfg(test)]
@@ -335,6 +333,7 @@ mod tests {
             expires_at: 10_000,
             app_id: None,
             device_id: None,
+            affirmed_at: None,
         };
         create_session(&store, &session, Duration::from_secs(60)).await.unwrap();
         let code = issue_code(&store, &grant(100)).await.unwrap();

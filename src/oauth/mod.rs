@@ -4,20 +4,29 @@
 //! - [`pkce`]: S256 challenges and verifiers (strict, and the CentralAuth UUID quirk).
 //! - [`redirect`]: strict parsing and the redirect URI rules of both protocols.
 //! - [`grant`]: codes, sessions, refresh-token families in the store.
-//! - [`verifier`]: bounded argon2id verification and the cache of client-secret successes.
+//! - [`verifier`]: bounded argon2id verification and the (pre-warmed) cache of client-secret
+//!   successes.
+//! - [`client_auth`]: client authentication that rations uncached verifications and never
+//!   refuses the owner.
 //! - [`otp`]: one-time e-mail login codes (issue, throttle sending, count guesses, burn).
-//! - [`throttle`]: failure counters per client/account and per address.
+//! - [`throttle`]: failure counters per organization: per client/account and address, or per
+//!   device cookie.
+//! - [`device`]: device cookies that exempt a known browser from an account's lockout.
+//! - [`prompt`]: OIDC `prompt` / `max_age` and CentralAuth `affirm`: when a session is reused.
 //! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
 //! - [`jwe`]: the CentralAuth access token (`dir` + `A256CBC-HS512`).
 //! - [`keys`]: ES256 signing keys, JWS, JWKS and the rotation plan.
 //! - [`error`]: the error answers of both protocols.
 
+pub mod client_auth;
+pub mod device;
 pub mod error;
 pub mod grant;
 pub mod jwe;
 pub mod keys;
 pub mod otp;
 pub mod pkce;
+pub mod prompt;
 pub mod redirect;
 pub mod throttle;
 pub mod tokens;

@@ -9,23 +9,25 @@
 //!   test a guess: a dump of the store cannot be brute-forced over the 100 000 codes.
 //! - `otp-attempts:<sha256(login ID)>` counts guesses with `INCR` *before* comparing, so
 //!   concurrent guesses can never exceed the limit.
-//! - `otp-sent:<sha256(email)>` (cool-down between two codes to one address, `INCR`: one
-//!   winner among concurrent requests) and `otp-sends:email:<sha256(email)>` /
-//!   `otp-sends:addr:<ip>` (codes sent per window, counted after a successful send) throttle
-//!   sending, whatever the address: every address may receive a code (see the README).
+//! - `otp-sent:<organization UID>:<sha256(email)>[:<sha256(device)>]` (cool-down between two
+//!   codes to one address, `INCR`: one winner among concurrent requests) and the
+//!   [`super::throttle::CODE_SENDS`] counters (codes sent per window per address and client
+//!   address of the organization — or per device cookie —, counted after a successful send)
+//!   throttle sending, whatever the address: every address may receive a code (see the
+//!   README). A browser with the account's device cookie has a cool-down and counters of its
+//!   own, so a stranger asking for codes cannot keep it from getting one.
 //!
 //! A guess succeeds with probability at most `max_attempts / 100 000` per code, and at most
 //! [`OtpPolicy::sends`]`.per_subject × max_attempts` codes can be tried per address and
 //! window; the HTTP layer also counts wrong codes per address and client in
 //! [`super::throttle`].
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
-use super::throttle::Limits;
+use super::throttle::{Counters, Limits};
 use crate::store::{Store, StoreResult, hashed, json};
 
 /// Number of digits of a code.
@@ -152,44 +154,33 @@ fn normalize(input: &str) -> Option<String> {
     (code.len() == DIGITS && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
 }
 
-/// Whether a code may go to `email` for a client at `addr` now: under the per-window limits
-/// of both, and outside the cool-down of `email` (which this call starts, atomically, so of
-/// concurrent requests for one address only one sends). Count the code with [`record_sent`]
-/// once it is sent: a failed send costs the user nothing.
-pub async fn may_send(store: &dyn Store, policy: &OtpPolicy, email: &str, addr: IpAddr) -> StoreResult<SendGate> {
-    let count = |v: Option<Vec<u8>>| {
-        v.and_then(|b| String::from_utf8(b).ok()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let [by_email, by_addr] = send_keys(email, addr);
-    if count(store.get(&by_email).await?) >= policy.sends.per_subject
-        || count(store.get(&by_addr).await?) >= policy.sends.per_address
-    {
+/// Whether a code may be sent now: the send counters `sends` ([`super::throttle::CODE_SENDS`]
+/// of the address and client, or of the device) are under their limits, and the cool-down
+/// `cooldown` ([`cooldown_key`]) is not running — this call starts it, atomically, so of
+/// concurrent requests for one address only one sends. Count the code with
+/// [`Counters::record`] once it is sent: a failed send costs the user nothing.
+pub async fn may_send(
+    store: &dyn Store,
+    policy: &OtpPolicy,
+    sends: &Counters,
+    cooldown: &str,
+) -> StoreResult<SendGate> {
+    if sends.over(store).await? {
         return Ok(SendGate::TooMany);
     }
-    if store.incr(&cooldown_key(email), policy.resend_after).await? > 1 {
+    if store.incr(cooldown, policy.resend_after).await? > 1 {
         return Ok(SendGate::TooSoon);
     }
     Ok(SendGate::Allowed)
 }
 
-/// Counts a sent code towards the per-window limits of `email` and `addr`.
-pub async fn record_sent(store: &dyn Store, policy: &OtpPolicy, email: &str, addr: IpAddr) -> StoreResult<()> {
-    for key in send_keys(email, addr) {
-        store.incr(&key, policy.sends.window).await?;
+/// The cool-down key of codes to `email` at organization `tenant`, from a browser with the
+/// account's device cookie `device` or without one.
+pub fn cooldown_key(tenant: &str, email: &str, device: Option<&str>) -> String {
+    match device {
+        Some(d) => format!("otp-sent:{tenant}:{}:{}", hashed(email), hashed(d)),
+        None => format!("otp-sent:{tenant}:{}", hashed(email)),
     }
-    Ok(())
-}
-
-fn send_keys(email: &str, addr: IpAddr) -> [String; 2] {
-    [
-        format!("otp-sends:email:{}", hashed(email)),
-        format!("otp-sends:addr:{addr}"),
-    ]
-}
-
-fn cooldown_key(email: &str) -> String {
-    format!("otp-sent:{}", hashed(email))
 }
 
 /// Stores a fresh code for `login_id` (replacing any pending one and resetting its guesses)
@@ -205,11 +196,11 @@ pub async fn issue(store: &dyn Store, policy: &OtpPolicy, login_id: &str, email:
     Ok(code)
 }
 
-/// Withdraws the code of `login_id` and the cool-down of `email` after the e-mail could not
+/// Withdraws the code of `login_id` and the cool-down `cooldown` after the e-mail could not
 /// be sent, so the user can retry at once.
-pub async fn withdraw(store: &dyn Store, login_id: &str, email: &str) -> StoreResult<()> {
+pub async fn withdraw(store: &dyn Store, login_id: &str, cooldown: &str) -> StoreResult<()> {
     store.delete(&pending_key(login_id)).await?;
-    store.delete(&cooldown_key(email)).await
+    store.delete(cooldown).await
 }
 
 /// The address a pending code of `login_id` was sent to.
@@ -260,7 +251,10 @@ pub async fn verify(store: &dyn Store, policy: &OtpPolicy, login_id: &str, input
 mod tests {
     use std::sync::Arc;
 
+    use std::net::IpAddr;
+
     use super::*;
+    use crate::oauth::throttle::CODE_SENDS;
     use crate::store::MemoryStore;
 
     const ADDR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -391,27 +385,52 @@ mod tests {
             },
             ..OtpPolicy::default()
         };
-        let send = |email: &'static str| {
+        let send = |tenant: &'static str, email: &'static str, device: Option<&'static str>| {
             let (store, policy) = (&store, &policy);
             async move {
-                let gate = may_send(store, policy, email, ADDR).await.unwrap();
+                let sends = match device {
+                    Some(d) => CODE_SENDS.device(policy.sends, tenant, d),
+                    None => CODE_SENDS.untrusted(policy.sends, tenant, email, ADDR),
+                };
+                let cooldown = cooldown_key(tenant, email, device);
+                let gate = may_send(store, policy, &sends, &cooldown).await.unwrap();
                 if gate == SendGate::Allowed {
-                    record_sent(store, policy, email, ADDR).await.unwrap();
+                    sends.record(store).await.unwrap();
                 }
                 gate
             }
         };
-        assert_eq!(send("a@example.com").await, SendGate::Allowed);
-        assert_eq!(send("a@example.com").await, SendGate::TooSoon);
-        withdraw(&store, "l", "a@example.com").await.unwrap();
+        assert_eq!(send("o1", "a@example.com", None).await, SendGate::Allowed);
+        assert_eq!(send("o1", "a@example.com", None).await, SendGate::TooSoon);
+        withdraw(&store, "l", &cooldown_key("o1", "a@example.com", None))
+            .await
+            .unwrap();
         assert_eq!(
-            send("a@example.com").await,
+            send("o1", "a@example.com", None).await,
             SendGate::Allowed,
             "a failed send ends the cool-down"
         );
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert_eq!(send("a@example.com").await, SendGate::TooMany, "per e-mail address");
-        assert_eq!(send("b@example.com").await, SendGate::Allowed);
-        assert_eq!(send("c@example.com").await, SendGate::TooMany, "per client address");
+        assert_eq!(
+            send("o1", "a@example.com", None).await,
+            SendGate::TooMany,
+            "per e-mail address"
+        );
+        assert_eq!(
+            send("o1", "a@example.com", Some("dev")).await,
+            SendGate::Allowed,
+            "the account's own browser is not locked out by a stranger's sends"
+        );
+        assert_eq!(
+            send("o2", "a@example.com", None).await,
+            SendGate::Allowed,
+            "per organization"
+        );
+        assert_eq!(send("o1", "b@example.com", None).await, SendGate::Allowed);
+        assert_eq!(
+            send("o1", "c@example.com", None).await,
+            SendGate::TooMany,
+            "per client address"
+        );
     }
 }

@@ -8,6 +8,9 @@
 //!   set, the path equal to one of theirs; native apps: same origin as the app link and a path
 //!   under the app link's path.
 //!
+//! Origins match `allowedOrigins` through [`crate::origin`], the one matcher of the crate
+//! (which never matches a wildcard on a public suffix).
+//!
 //! URLs are parsed strictly and compared as written, never normalised: userinfo (`a@evil`),
 //! backslashes, fragments, dot segments (also percent-encoded), percent-encoded or upper-case
 //! hosts, whitespace and control characters are refused outright.
@@ -140,19 +143,6 @@ fn split_port<'a>(authority: &'a str, scheme: &str) -> Result<(&'a str, Option<u
     Ok((host, port))
 }
 
-/// Whether `origin` (`scheme://host[:port]`) matches a whitelist entry, which may start with
-/// `https://*.` to match any subdomain (not the apex).
-pub fn origin_allowed(origin: &str, allowed: &[String]) -> bool {
-    allowed.iter().any(|pattern| match pattern.split_once("://*.") {
-        Some((scheme, suffix)) => origin
-            .strip_prefix(scheme)
-            .and_then(|o| o.strip_prefix("://"))
-            .and_then(|host_port| host_port.strip_suffix(suffix))
-            .is_some_and(|label| label.ends_with('.') && label.len() > 1),
-        None => pattern == origin,
-    })
-}
-
 /// What the organization allows, as the redirect checks need it.
 #[derive(Clone, Copy, Debug)]
 pub struct WebPolicy<'a> {
@@ -169,7 +159,7 @@ pub struct WebPolicy<'a> {
 pub fn check_centralauth_web(raw: &str, policy: WebPolicy<'_>) -> Result<(), RedirectError> {
     let url = parse(raw)?;
     scheme_allowed(&url, policy.allow_localhost)?;
-    if !origin_allowed(&url.origin(), policy.allowed_origins) {
+    if !crate::origin::origin_allowed(&url.origin(), policy.allowed_origins) {
         return Err(RedirectError::NotRegistered("its origin is not in allowedOrigins"));
     }
     if policy.redirect_uris.is_empty() {

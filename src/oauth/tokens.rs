@@ -31,9 +31,11 @@ pub fn rfc3339(unix: i64) -> String {
 
 /// The CentralAuth user object (`/api/v1/userinfo`, and `user` in the ID token). Accounts of
 /// the `passwords` method are verified and never blocked; their times are the session's.
+/// `affirmationDate` is the time of the login that affirmed the user (`affirm=1`), when this
+/// session comes from one.
 pub fn centralauth_user(session: &Session, organization_id: &str) -> Value {
     let login = rfc3339(session.created_at);
-    json!({
+    let mut user = json!({
         "id": user_id(&session.org, &session.email),
         "email": session.email,
         "gravatar": gravatar(&session.email),
@@ -43,7 +45,11 @@ pub fn centralauth_user(session: &Session, organization_id: &str) -> Value {
         "created": login,
         "updated": login,
         "lastLogin": login,
-    })
+    });
+    if let Some(at) = session.affirmed_at {
+        user["affirmationDate"] = json!(rfc3339(at));
+    }
+    user
 }
 
 /// Claims of an RFC 9068 access token.

@@ -91,3 +91,27 @@ fn malformed_flags_exit_non_zero() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn malformed_trusted_proxies_exit_2_naming_the_flag_and_the_fix() {
+    for (flag, env) in [
+        (Some("10.0.0.0/8,10.0.0.0/33"), None),
+        (None, Some("192.168.0.0/16,proxy.example.com")),
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_centralauth-operator"));
+        cmd.args(["run", "--base-domain", "a.b"]);
+        if let Some(value) = flag {
+            cmd.args(["--trusted-proxies", value]);
+        }
+        if let Some(value) = env {
+            cmd.env("CENTRALAUTH_TRUSTED_PROXIES", value);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag:?} {env:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--trusted-proxies") && stderr.contains("such as 10.0.0.0/8"),
+            "{stderr}"
+        );
+    }
+}

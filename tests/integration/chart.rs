@@ -84,6 +84,11 @@ async fn default_values_render_a_hardened_single_replica_install() {
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(deployment["spec"]["replicas"], 1);
+    // Exactly what tests/image/build.sh tags: an image built or loaded locally runs as is.
+    assert_eq!(
+        container["image"],
+        format!("localhost/centralauth-operator:{}", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
@@ -104,6 +109,11 @@ async fn default_values_render_a_hardened_single_replica_install() {
     );
     assert_eq!(env(deployment, "CENTRALAUTH_STORE")["value"], "memory");
     assert_eq!(env(deployment, "CENTRALAUTH_BASE_DOMAIN")["value"], "auth.example.com");
+    assert_eq!(
+        env(deployment, "CENTRALAUTH_TRUSTED_PROXIES")["value"],
+        "",
+        "no proxy is trusted by default"
+    );
     // The signing-keys Secret and the lease the Role grants are the ones the operator uses.
     let role = find(&docs, "Role");
     let signing_keys = env(deployment, "CENTRALAUTH_SIGNING_KEY_SECRET")["value"].clone();
@@ -147,6 +157,20 @@ async fn ha_values_render_replicas_redis_ingress_and_service_monitor() {
         .map(|r| r["host"].as_str().unwrap())
         .collect();
     assert_eq!(hosts, ["auth.example.com", "*.auth.example.com", "login.example.org"]);
+    assert_eq!(
+        env(deployment, "CENTRALAUTH_TRUSTED_PROXIES")["value"],
+        "10.0.0.0/8",
+        "behind its Ingress, the HA install trusts the controller's addresses"
+    );
+    assert_eq!(
+        env(deployment, "CENTRALAUTH_CLIENT_ADDRESS_HEADER")["value"],
+        "x-forwarded-for"
+    );
+    let two = template(&["--set", "trustedProxies={10.0.0.0/8,fd00::/8}"]).await;
+    assert_eq!(
+        env(find(&two, "Deployment"), "CENTRALAUTH_TRUSTED_PROXIES")["value"],
+        "10.0.0.0/8,fd00::/8"
+    );
     assert_eq!(find(&docs, "ServiceMonitor")["spec"]["endpoints"][0]["port"], "admin");
 
     // Restricted to namespaces: Roles there, no ClusterRole at all.
@@ -211,8 +235,36 @@ async fn redis_url_from_a_secret_with_a_ca_and_a_key_prefix() {
 }
 
 #[tokio::test]
+async fn an_image_pushed_to_your_registry_is_set_by_tag_or_by_digest() {
+    let repository = "registry.example.com:5000/platform/centralauth-operator";
+    let image = |docs: &[Value]| find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let by_tag = template(&[
+        "--set",
+        &format!("image.repository={repository}"),
+        "--set",
+        "image.tag=0.1.0-rc.1",
+    ])
+    .await;
+    assert_eq!(image(&by_tag), format!("{repository}:0.1.0-rc.1"));
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let by_digest = template(&[
+        "--set",
+        &format!("image.repository={repository}"),
+        "--set",
+        "image.tag=ignored",
+        "--set",
+        &format!("image.digest={digest}"),
+    ])
+    .await;
+    assert_eq!(image(&by_digest), format!("{repository}@{digest}"));
+}
+
+#[tokio::test]
 async fn the_values_schema_refuses_bad_values_with_clear_messages() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 14] = [
+        (&["--set", "trustedProxies={10.0.0.0/33}"], "at '/trustedProxies/0'"),
+        (&["--set", "trustedProxies={ingress-nginx}"], "at '/trustedProxies/0'"),
+        (&["--set", "clientAddressHeader=x-real-ip"], "at '/clientAddressHeader'"),
         (&["--set", "replicas=two"], "at '/replicas': got string, want integer"),
         (&["--set", "logFormat=xml"], "at '/logFormat'"),
         (&["--set", "baseDomain=https://auth.example.com"], "at '/baseDomain'"),
@@ -226,6 +278,15 @@ async fn the_values_schema_refuses_bad_values_with_clear_messages() {
             &["--set", "store.redis.keyPrefix=team a:"],
             "at '/store/redis/keyPrefix'",
         ),
+        (
+            &[
+                "--set",
+                "image.repository=registry.example.com/centralauth-operator:0.1.0",
+            ],
+            "at '/image/repository'",
+        ),
+        (&["--set", "image.tag=0.1.0 beta"], "at '/image/tag'"),
+        (&["--set", "image.digest=sha256:abc"], "at '/image/digest'"),
         (
             &[
                 "--set",

@@ -278,6 +278,27 @@ fn invalid_table() -> Vec<Invalid> {
             says: "no path, query",
         },
         Invalid {
+            case: "wildcard on a top-level domain",
+            kind: "Organization",
+            spec: org_spec(json!({"allowedOrigins": ["https://*.com"]})),
+            field: "spec.allowedOrigins",
+            says: "at least two labels",
+        },
+        Invalid {
+            case: "wildcard on a top-level domain with a port",
+            kind: "Organization",
+            spec: org_spec(json!({"allowedOrigins": ["https://example.com", "https://*.io:8443"]})),
+            field: "spec.allowedOrigins",
+            says: "at least two labels",
+        },
+        Invalid {
+            case: "wildcard on an IP address",
+            kind: "Organization",
+            spec: org_spec(json!({"allowedOrigins": ["https://*.10.0.0.1"]})),
+            field: "spec.allowedOrigins",
+            says: "cannot stand on an IP address",
+        },
+        Invalid {
             case: "http origin without allowLocalhost",
             kind: "Organization",
             spec: org_spec(json!({"allowedOrigins": ["http://localhost:3000"]})),

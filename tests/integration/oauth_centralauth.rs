@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::oauth_clients::node;
-use crate::oauth_support::{Server, location_param, login};
+use crate::oauth_support::{Server, Tenant, location_param, login};
 use crate::support::redis_server::{self, RedisServer};
 use centralauth_operator::oauth::pkce::s256;
 
@@ -288,4 +288,115 @@ async fn embed_loosens_framing_and_cookies_only_for_organizations_with_allowed_o
     );
     assert!(csp.ends_with("frame-ancestors 'none'"), "{csp}");
     assert_eq!(unframed.headers()["x-frame-options"], "DENY");
+}
+
+/// `/login` of `t` as the official web client builds it (UUID verifier), plus `extra`.
+fn ca_login_url(t: &Tenant, extra: &[(&str, &str)]) -> String {
+    let challenge = s256(VERIFIER);
+    let mut q = vec![
+        ("state", "st"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    q.extend_from_slice(extra);
+    t.login_url("https://app.example.com/cb", &q)
+}
+
+/// A server and organization `acme` (user ada@example.com) with an active secret, and a client.
+async fn ca_setup(test: &str) -> (Server, Tenant, reqwest::Client) {
+    let server = Server::start(test).await;
+    let mut t = server
+        .tenant("acme", json!({}), &[("ada@example.com", "pw-ada-1")])
+        .await;
+    t.activate_secret(&server, "acme-secret-1").await;
+    let http = server.http(&[]);
+    (server, t, http)
+}
+
+/// `POST /api/v1/<endpoint>` with `token` as the body, as the official client does.
+async fn ca_post(http: &reqwest::Client, t: &Tenant, endpoint: &str, token: &str) -> (u16, Value) {
+    let r = http
+        .post(format!(
+            "{}/api/v1/{endpoint}?domain=https://app.example.com",
+            t.origin()
+        ))
+        .basic_auth(&t.client_id, Some(&t.secret))
+        .header("content-type", "text/plain")
+        .body(token.to_string())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// With `unsafeIncludeUser: true` the official client keeps the ID token instead of the access
+/// token and sends it to userinfo (also to compare users after `affirm`) and to logout.
+#[tokio::test]
+async fn centralauth_the_id_token_works_for_userinfo_and_logout() {
+    let (_server, t, http) = ca_setup("ca-id-token").await;
+    let resp = login(&http, &ca_login_url(&t, &[]), "ada@example.com", "pw-ada-1").await;
+    let code = location_param(&resp, "code").unwrap();
+    let tokens = t
+        .verify(&http, &code, "https://app.example.com/cb", Some(VERIFIER))
+        .await;
+    let (access, id) = (
+        tokens["access_token"].as_str().unwrap(),
+        tokens["id_token"].as_str().unwrap(),
+    );
+    let decrypted = node("jose_decrypt.mjs", &json!({"secret": t.secret, "tokens": [id]})).await;
+    assert_eq!(decrypted[0]["payload"]["user"]["email"], "ada@example.com");
+    let (status, user) = ca_post(&http, &t, "userinfo", id).await;
+    assert_eq!((status, &user["email"]), (200, &json!("ada@example.com")), "{user}");
+    let (status, out) = ca_post(&http, &t, "logout", id).await;
+    assert_eq!((status, &out["success"]), (200, &json!(true)), "{out}");
+    let (status, err) = ca_post(&http, &t, "userinfo", access).await;
+    assert_eq!(
+        (status, &err["errorCode"]),
+        (401, &json!("sessionInvalid")),
+        "logout ended the session"
+    );
+}
+
+/// `affirm=1`: the password is asked again, the callback says `affirm=1` (so the client
+/// compares the affirmed user with the one it had), and the user carries `affirmationDate`.
+#[tokio::test]
+async fn centralauth_affirm_is_echoed_on_the_callback_and_dated_in_the_user() {
+    let (_server, t, http) = ca_setup("ca-affirm").await;
+    let first = login(&http, &ca_login_url(&t, &[]), "ada@example.com", "pw-ada-1").await;
+    assert_eq!(location_param(&first, "affirm"), None);
+    let session = crate::oauth_support::cookie_set(&first, "ca_session=").unwrap();
+    let code = location_param(&first, "code").unwrap();
+    let tokens = t
+        .verify(&http, &code, "https://app.example.com/cb", Some(VERIFIER))
+        .await;
+    let (_, user) = ca_post(&http, &t, "userinfo", tokens["access_token"].as_str().unwrap()).await;
+    assert!(user.get("affirmationDate").is_none(), "not affirmed yet: {user}");
+
+    let before = centralauth_operator::oauth::now();
+    let url = ca_login_url(&t, &[("affirm", "1")]);
+    let affirmed = crate::oauth_support::login_with(&http, &url, "ada@example.com", "pw-ada-1", &[session]).await;
+    assert_eq!(
+        affirmed.status(),
+        303,
+        "the form was shown despite the session, and accepted"
+    );
+    assert_eq!(location_param(&affirmed, "affirm").as_deref(), Some("1"));
+    assert_eq!(location_param(&affirmed, "state").as_deref(), Some("st"));
+    let code = location_param(&affirmed, "code").unwrap();
+    let tokens = t
+        .verify(&http, &code, "https://app.example.com/cb", Some(VERIFIER))
+        .await;
+    let (_, user) = ca_post(&http, &t, "userinfo", tokens["access_token"].as_str().unwrap()).await;
+    let date = user["affirmationDate"]
+        .as_str()
+        .expect("affirmationDate after affirm=1")
+        .to_string();
+    let at: k8s_openapi::jiff::Timestamp = date.parse().expect("an ISO-8601 time");
+    assert!(at.as_second() >= before, "{date}");
+    let decrypted = node(
+        "jose_decrypt.mjs",
+        &json!({"secret": t.secret, "tokens": [tokens["id_token"]]}),
+    )
+    .await;
+    assert_eq!(decrypted[0]["payload"]["user"]["affirmationDate"], json!(date));
 }

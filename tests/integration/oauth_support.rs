@@ -108,7 +108,9 @@ impl Server {
         controllers: Option<tokio::task::JoinHandle<()>>,
     ) -> Server {
         let port = listener.local_addr().unwrap().port();
-        let caches = Caches::start(&client);
+        // The test's namespace only, as a namespace-scoped operator: the server pre-warms every
+        // authenticating client secret it sees, and earlier tests leave theirs behind.
+        let caches = Caches::start_scoped(&client, &Scope::from_namespaces([ns.clone()]));
         caches.wait_until_ready().await;
         let state = AppState::start(client.clone(), caches, public, settings).expect("the store opens");
         state.store.ping().await.expect("the store answers");
@@ -140,7 +142,15 @@ impl Server {
 
     /// A reqwest client that does not follow redirects and resolves `hosts` to this server.
     pub fn http(&self, hosts: &[&str]) -> reqwest::Client {
-        let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        self.http_from([127, 0, 0, 1], hosts)
+    }
+
+    /// Like [`Server::http`], connecting from the loopback address `source` (any of
+    /// 127.0.0.0/8), so the server sees another client address.
+    pub fn http_from(&self, source: [u8; 4], hosts: &[&str]) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(std::net::IpAddr::from(source));
         for h in hosts {
             b = b.resolve(h, SocketAddr::from(([127, 0, 0, 1], self.port)));
         }
@@ -256,6 +266,20 @@ impl Tenant {
     /// `http://<host>:<port>`: where `/login` and `/api/v1/*` are.
     pub fn origin(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// The CentralAuth `/login` URL of this organization for `redirect_uri`, with
+    /// `response_type=code` and `extra` parameters (PKCE, `state`, `app_id`, `affirm`…).
+    pub fn login_url(&self, redirect_uri: &str, extra: &[(&str, &str)]) -> String {
+        let mut q = vec![
+            ("client_id", self.client_id.as_str()),
+            ("response_type", "code"),
+            ("redirect_uri", redirect_uri),
+        ];
+        q.extend_from_slice(extra);
+        reqwest::Url::parse_with_params(&format!("{}/login", self.origin()), &q)
+            .unwrap()
+            .to_string()
     }
 
     /// `POST /api/v1/verify` as the CentralAuth web client does (multipart, Basic auth), with
@@ -393,7 +417,19 @@ pub fn hidden(html: &str, name: &str) -> Option<String> {
 /// Scripted login as a browser without JavaScript would do it: GET the authorization URL,
 /// read the form, POST the credentials with the CSRF cookie. Returns the final response.
 pub async fn login(http: &reqwest::Client, authorize_url: &str, email: &str, password: &str) -> reqwest::Response {
-    let (cookie, html) = open_login(http, authorize_url).await;
+    login_with(http, authorize_url, email, password, &[]).await
+}
+
+/// [`login`] from a browser that also holds `cookies` (`name=value`: a session, a device
+/// cookie), sent with both requests.
+pub async fn login_with(
+    http: &reqwest::Client,
+    authorize_url: &str,
+    email: &str,
+    password: &str,
+    cookies: &[String],
+) -> reqwest::Response {
+    let (csrf, html) = open_login_with(http, authorize_url, cookies).await;
     let url = reqwest::Url::parse(authorize_url).unwrap();
     let form = [
         ("login", hidden(&html, "login").unwrap()),
@@ -402,27 +438,43 @@ pub async fn login(http: &reqwest::Client, authorize_url: &str, email: &str, pas
         ("password", password.to_string()),
     ];
     let post = format!("{}://{}/login", url.scheme(), url.authority());
+    let mut all = cookies.to_vec();
+    all.push(csrf);
     http.post(post)
-        .header("cookie", cookie)
+        .header("cookie", all.join("; "))
         .form(&form)
         .send()
         .await
         .unwrap()
 }
 
-/// GETs an authorization URL that must render the login page; returns the CSRF cookie
-/// (`ca_csrf=…`) and the page.
-pub async fn open_login(http: &reqwest::Client, authorize_url: &str) -> (String, String) {
-    let page = http.get(authorize_url).send().await.unwrap();
-    assert_eq!(page.status(), 200, "the login page did not render for {authorize_url}");
-    let cookie = page
-        .headers()
+/// The first cookie a response sets whose name starts with `prefix` (`ca_session`,
+/// `ca_device_`), as `name=value`.
+pub fn cookie_set(resp: &reqwest::Response, prefix: &str) -> Option<String> {
+    resp.headers()
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("ca_csrf="))
-        .map(|c| c.split(';').next().unwrap().to_string())
-        .expect("the login page set no CSRF cookie");
+        .map(|c| c.split(';').next().unwrap_or_default())
+        .find(|c| c.starts_with(prefix))
+        .map(String::from)
+}
+
+/// GETs an authorization URL that must render the login page; returns the CSRF cookie
+/// (`ca_csrf=…`) and the page.
+pub async fn open_login(http: &reqwest::Client, authorize_url: &str) -> (String, String) {
+    open_login_with(http, authorize_url, &[]).await
+}
+
+/// [`open_login`] from a browser holding `cookies`.
+pub async fn open_login_with(http: &reqwest::Client, authorize_url: &str, cookies: &[String]) -> (String, String) {
+    let mut get = http.get(authorize_url);
+    if !cookies.is_empty() {
+        get = get.header("cookie", cookies.join("; "));
+    }
+    let page = get.send().await.unwrap();
+    assert_eq!(page.status(), 200, "the login page did not render for {authorize_url}");
+    let cookie = cookie_set(&page, "ca_csrf=").expect("the login page set no CSRF cookie");
     (cookie, page.text().await.unwrap())
 }
 

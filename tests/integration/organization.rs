@@ -472,3 +472,27 @@ async fn an_e_mail_sender_that_is_not_an_address_is_reported() {
         .unwrap();
     is_ready(&api, "acme").await;
 }
+
+#[tokio::test]
+async fn a_wildcard_on_a_public_suffix_is_reported_with_an_event() {
+    let (client, ns, api, _operator) = setup("org-public-suffix").await;
+    let spec = json!({"allowedOrigins": ["https://example.com", "https://*.co.uk", "https://*.github.io"]});
+    api.create(&PostParams::default(), &org("acme", spec)).await.unwrap();
+    let acme = not_ready(&api, "acme", "WildcardOnPublicSuffix").await;
+    let message = org_ready(&acme).unwrap().2;
+    assert!(
+        message.contains("public suffix co.uk") && message.contains("public suffix github.io"),
+        "{message}"
+    );
+    assert!(
+        !events_for(&client, &ns, "acme", "WildcardOnPublicSuffix")
+            .await
+            .is_empty(),
+        "a Warning event says so"
+    );
+    let fix = json!({"spec": {"allowedOrigins": ["https://example.com", "https://*.example.co.uk"]}});
+    api.patch("acme", &PatchParams::default(), &Patch::Merge(fix))
+        .await
+        .unwrap();
+    is_ready(&api, "acme").await;
+}

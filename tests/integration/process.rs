@@ -337,3 +337,40 @@ pub fn centralauth_api(client: &kube::Client, ns: &str, kind: &str) -> kube::Api
     let gvk = kube::core::GroupVersionKind::gvk("centralauth.io", "v1alpha1", kind);
     kube::Api::namespaced_with(client.clone(), ns, &kube::core::ApiResource::from_gvk(&gvk))
 }
+
+/// Creates Organization `acme` with `spec` and an `Immediate` ClientSecret `acme-1` in `ns`,
+/// waits (up to 30 s) until the operator under test has activated it, and returns the client ID
+/// and the secret as an app reads them (`status.clientId`, the Secret's `client_secret`).
+/// `None` when it never became active.
+pub async fn activated_organization(
+    client: &kube::Client,
+    ns: &str,
+    spec: serde_json::Value,
+) -> Option<(String, String)> {
+    use kube::api::{DynamicObject, PostParams};
+    let orgs = centralauth_api(client, ns, "Organization");
+    for (api, object) in [
+        (
+            orgs.clone(),
+            serde_json::json!({"apiVersion": "centralauth.io/v1alpha1", "kind": "Organization",
+                               "metadata": {"name": "acme"}, "spec": spec}),
+        ),
+        (
+            centralauth_api(client, ns, "ClientSecret"),
+            serde_json::json!({"apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret", "metadata": {"name": "acme-1"},
+                               "spec": {"organizationRef": {"name": "acme"}, "activation": "Immediate"}}),
+        ),
+    ] {
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        api.create(&PostParams::default(), &object).await.unwrap();
+    }
+    let client_id = support::wait_until(Duration::from_secs(30), || async {
+        let org = orgs.get("acme").await.ok()?;
+        (org.data["status"]["activeSecret"]["name"] == "acme-1").then_some(())?;
+        org.data["status"]["clientId"].as_str().map(String::from)
+    })
+    .await?;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), ns);
+    let data = secrets.get("acme-1").await.unwrap().data.unwrap();
+    Some((client_id, String::from_utf8(data["client_secret"].0.clone()).unwrap()))
+}

@@ -24,6 +24,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
+{{/* The image: repository@digest when a digest is set, else repository:tag (tag defaults to appVersion). */}}
+{{- define "centralauth.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
 {{- define "centralauth.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "centralauth.fullname" .) .Values.serviceAccount.name }}

@@ -181,11 +181,7 @@ pub fn init_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback for a server the test starts (see [`redis_server::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    redis_server::free_port()
 }

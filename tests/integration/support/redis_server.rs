@@ -17,6 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A running `redis-server`.
@@ -98,12 +99,27 @@ impl Drop for RedisServer {
     }
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback for a server a test starts, below the kernel's ephemeral range.
+/// A port from that range (what binding port 0 gives) can be taken by any outgoing connection
+/// between this call and the server's own bind, and the load tests open thousands of them: a
+/// replica failed to start with "Address already in use". Each process walks the range from its
+/// own offset, so parallel test processes rarely try the same ports.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let start = low.saturating_sub(12_000).max(1024);
+    let span = low - start;
+    let offset = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let port = (start + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {low}");
 }
 
 fn spawn(port: u16, dir: &std::path::Path, args: &[String]) -> Child {
