@@ -80,7 +80,7 @@ def start_operator(binary, env):
                              "--public-port", str(port), "--listen", f"127.0.0.1:{port}",
                              "--admin-listen", f"127.0.0.1:{admin}", "--namespace", ns,
                              "--watch-namespace", ns, "--leader-elect=false"],
-                            env=dict(env, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=dict(env, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info")), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     issuer = f"http://localhost:{port}/o/{cid}"
     b.wait_http(f"http://127.0.0.1:{admin}/readyz", timeout=60)
     deadline = time.time() + 60

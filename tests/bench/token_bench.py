@@ -142,7 +142,7 @@ def measure(env, ns, cid, store_url, ceiling_url):
             "--leader-elect=false"]
     if store_url:
         args += ["--store", store_url, "--store-key-prefix", f"{ns}:"]
-    proc = subprocess.Popen(args, env=dict(env, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, env=dict(env, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info")), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         issuer = f"http://localhost:{port}/o/{cid}"
         wait_http(f"{issuer}/oauth2/jwks")
