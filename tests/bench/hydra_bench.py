@@ -104,24 +104,26 @@ def start_operator(binary, env):
 
 
 def targets(op, jwt, opaque):
-    """(row, side, url, wrk script) of every measured endpoint."""
+    """(row, side, url, wrk script, server pid) of every measured endpoint."""
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     cc = lambda t: b.post_lua("grant_type=client_credentials", dict(form, Authorization=f"Basic {t['basic']}"))
     return [
-        ("client_credentials (JWT)", "operator", op["token_url"], cc(op)),
-        ("client_credentials (JWT)", "hydra", jwt["token_url"], cc(jwt)),
-        ("client_credentials (opaque)", "hydra", opaque["token_url"], cc(opaque)),
+        ("client_credentials (JWT)", "operator", op["token_url"], cc(op), op["proc"].pid),
+        ("client_credentials (JWT)", "hydra", jwt["token_url"], cc(jwt), jwt["proc"].pid),
+        ("client_credentials (opaque)", "hydra", opaque["token_url"], cc(opaque), opaque["proc"].pid),
         ("introspection (JWT)", "operator", op["introspect_url"],
-         b.post_lua(f"token={op['token']}", dict(form, Authorization=f"Basic {op['basic']}"))),
-        ("introspection (JWT)", "hydra", jwt["introspect_url"], b.post_lua(f"token={jwt['token']}", form)),
-        ("introspection (opaque)", "hydra", opaque["introspect_url"], b.post_lua(f"token={opaque['token']}", form)),
+         b.post_lua(f"token={op['token']}", dict(form, Authorization=f"Basic {op['basic']}")), op["proc"].pid),
+        ("introspection (JWT)", "hydra", jwt["introspect_url"], b.post_lua(f"token={jwt['token']}", form),
+         jwt["proc"].pid),
+        ("introspection (opaque)", "hydra", opaque["introspect_url"], b.post_lua(f"token={opaque['token']}", form),
+         opaque["proc"].pid),
     ]
 
 
 def report(results, key_info):
     print(f"Hydra v2.3.0 defaults: {HYDRA_DEFAULTS}; JWT access tokens signed {key_info}; "
           "introspection on its admin port (no client authentication), the operator's with Basic client auth.")
-    print(f"{'endpoint':<30}{'side':<10}{'ok req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'operator/this':>15}")
+    print(f"{'endpoint':<30}{'side':<10}{'ok req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>12}{'operator/this':>15}")
     ops = {row: runs for (row, side), runs in results.items() if side == "operator"}
     for (row, side), runs in results.items():
         rps = b.median([r.rps for r in runs])
@@ -129,7 +131,8 @@ def report(results, key_info):
         family = row.split(" (")[0]
         op_row = next((r for r in ops if r.startswith(family)), None)
         ratio = "" if side == "operator" or not op_row else f"{b.median([r.rps for r in ops[op_row]]) / rps:.1f}x"
-        print(f"{row:<30}{side:<10}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{ratio:>15}")
+        cpu = b.median([r.cpu_us for r in runs])
+        print(f"{row:<30}{side:<10}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>12.1f}{ratio:>15}")
         failed = sum(r.requests - r.ok for r in runs)
         if failed:
             print(f"{'':<30}{'':<10}  ({failed} non-200 answers)")
@@ -153,8 +156,8 @@ def main():
         results = {}
         plan = targets(op, jwt, opaque)
         for round_no in range(opts.rounds):
-            for row, side, url, lua in plan if round_no % 2 == 0 else reversed(plan):
-                results.setdefault((row, side), []).append(b.wrk(url, lua, opts.seconds))
+            for row, side, url, lua, pid in plan if round_no % 2 == 0 else reversed(plan):
+                results.setdefault((row, side), []).append(b.wrk(url, lua, opts.seconds, pid=pid))
         results = {t[:2]: results[t[:2]] for t in plan}
         print(f"operator={b.operator_binary('release')}  wrk -t2 -c16 -d{opts.seconds}s, {opts.rounds} alternating "
               "rounds, medians  (2 cores shared by the servers and wrk)")

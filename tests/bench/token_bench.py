@@ -82,7 +82,7 @@ def main():
             if store == "redis":
                 redis = start_redis()
                 store_url = f"redis://127.0.0.1:{redis[1]}/0"
-            results[store] = measure(env, ns, cid, store_url, ceiling_url)
+            results[store] = measure(env, ns, cid, store_url, ceiling_url, baseline.pid)
     finally:
         baseline.terminate()
         if redis:
@@ -98,7 +98,7 @@ def report(results):
     """Medians over the rounds; "of ceiling" is the median of each round's own ratio."""
     print(f"operator={OPERATOR}  wrk -t2 -c16 -d{SECONDS}s  {OPTIONS.rounds} alternating rounds, medians"
           f"  other organizations={OPTIONS.orgs}  (2 cores shared by server, store and load generator)")
-    print(f"{'store':<8}{'endpoint':<22}{'ok req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'of ceiling':>12}{'of memory':>11}")
+    print(f"{'store':<8}{'endpoint':<22}{'ok req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>12}{'of ceiling':>12}{'of memory':>11}")
     for store, by_endpoint in results.items():
         for name, rounds in by_endpoint.items():
             rps = b.median([r.rps for r, _ in rounds])
@@ -106,9 +106,11 @@ def report(results):
             of_ceiling = b.median([r.rps / c.rps for r, c in rounds])
             vs = results.get("memory", {}).get(name)
             ratio = f"{rps / b.median([r.rps for r, _ in vs]):>10.1%}" if vs and store != "memory" else ""
-            print(f"{store:<8}{name:<22}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{of_ceiling:>11.1%} {ratio}")
-        ceilings = [c.rps for r, c in next(iter(by_endpoint.values()))]
-        print(f"{'':<8}{'bare axum handler':<22}{b.median(ceilings):>10.0f}")
+            cpu = b.median([r.cpu_us for r, _ in rounds])
+            print(f"{store:<8}{name:<22}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>12.1f}{of_ceiling:>11.1%} {ratio}")
+        ceilings = [c for r, c in next(iter(by_endpoint.values()))]
+        print(f"{'':<8}{'bare axum handler':<22}{b.median([c.rps for c in ceilings]):>10.0f}{'':>18}"
+              f"{b.median([c.cpu_us for c in ceilings]):>12.1f}")
     print("(authorization_code counts only successful exchanges; each code is single-use)")
 
 
@@ -132,7 +134,7 @@ def start_redis():
     raise SystemExit("redis-server never answered PING")
 
 
-def measure(env, ns, cid, store_url, ceiling_url):
+def measure(env, ns, cid, store_url, ceiling_url, ceiling_pid):
     """Starts the operator (on `store_url`, else memory) and runs the rounds: per endpoint a
     list of (operator run, ceiling run of the same round)."""
     port, admin = free_port(), free_port()
@@ -168,7 +170,9 @@ def measure(env, ns, cid, store_url, ceiling_url):
             code_lua = exchange_lua(mint_codes(port, cid, challenge, issuer), basic, verifier)
             plan = [("ceiling", ceiling_url, ceiling_lua), ("authorization_code", f"{issuer}/oauth2/token", code_lua),
                     ("client_credentials", f"{issuer}/oauth2/token", cc_lua)]
-            runs = {name: b.wrk(url, lua, SECONDS) for name, url, lua in (plan if round_no % 2 else plan[::-1])}
+            pids = {"ceiling": ceiling_pid}
+            runs = {name: b.wrk(url, lua, SECONDS, pid=pids.get(name, proc.pid))
+                    for name, url, lua in (plan if round_no % 2 else plan[::-1])}
             for name in results:
                 results[name].append((runs[name], runs["ceiling"]))
         return results
