@@ -83,14 +83,14 @@ struct ErrorLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     method: &'static str,
-    route: String,
+    route: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpRouteLabels {
     method: &'static str,
-    route: String,
+    route: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -275,13 +275,10 @@ impl Metrics {
         out
     }
 
-    fn observe_http(&self, method: &'static str, route: String, status: u16, seconds: f64) {
+    fn observe_http(&self, method: &'static str, route: &'static str, status: u16, seconds: f64) {
         self.inner
             .http_seconds
-            .get_or_create(&HttpRouteLabels {
-                method,
-                route: route.clone(),
-            })
+            .get_or_create(&HttpRouteLabels { method, route })
             .observe(seconds);
         self.inner
             .http_requests
@@ -330,7 +327,7 @@ pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: 
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+        .map_or("unmatched", |p| route_label(p.as_str()));
     let started = Instant::now();
     let response = next.run(request).await;
     metrics.observe_http(
@@ -340,6 +337,22 @@ pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: 
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// The route template as a `&'static str`, so labelling a request allocates nothing. Templates
+/// come from the router's definition, a fixed set: each is leaked once, on its first request.
+fn route_label(route: &str) -> &'static str {
+    static ROUTES: std::sync::RwLock<Vec<&'static str>> = std::sync::RwLock::new(Vec::new());
+    let known = |routes: &[&'static str]| routes.iter().copied().find(|r| *r == route);
+    if let Some(r) = known(&ROUTES.read().unwrap_or_else(|p| p.into_inner())) {
+        return r;
+    }
+    let mut routes = ROUTES.write().unwrap_or_else(|p| p.into_inner());
+    known(&routes).unwrap_or_else(|| {
+        let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+        routes.push(leaked);
+        leaked
+    })
 }
 
 fn method_label(method: &axum::http::Method) -> &'static str {

@@ -146,9 +146,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     settings.client_address_header = args.client_address_header;
     tracing::info!(store = ?settings.store, "session store");
     tracing::info!(trusted_proxies = ?settings.trusted_proxies, header = ?settings.client_address_header, "client addresses");
-    let state = crate::http::AppState::start(client.clone(), caches.clone(), args.public_base(), settings)
-        .map_err(RunError::Store)?
-        .with_metrics(metrics.clone());
+    let state = crate::http::AppState::start(
+        client.clone(),
+        caches.clone(),
+        args.public_base(),
+        settings,
+        metrics.clone(),
+    )
+    .map_err(RunError::Store)?;
     tokio::spawn(mark_ready_when_loaded(
         caches.clone(),
         state.clone(),

@@ -75,20 +75,20 @@ pub fn domains(org: &Organization, base: &PublicBase) -> Vec<String> {
 
 /// The addresses of an organization whose client ID is `client_id`.
 pub fn address(org: &Organization, client_id: &str, base: &PublicBase) -> OrgAddress {
-    let (issuer, login_url) = match own_host(org, base) {
-        Some(host) => {
-            let origin = base.origin(&host);
-            (origin.clone(), format!("{origin}/login"))
-        }
-        None => {
-            let origin = base.origin(&base.base_domain);
-            (format!("{origin}/o/{client_id}"), format!("{origin}/login"))
-        }
-    };
+    let host = own_host(org, base).unwrap_or_else(|| base.base_domain.clone());
     OrgAddress {
         domains: domains(org, base),
-        issuer,
-        login_url,
+        issuer: issuer(org, client_id, base),
+        login_url: format!("{}/login", base.origin(&host)),
+    }
+}
+
+/// The organization's issuer alone (what every token request needs): its own host's origin,
+/// or `<base origin>/o/<client_id>`.
+pub fn issuer(org: &Organization, client_id: &str, base: &PublicBase) -> String {
+    match own_host(org, base) {
+        Some(host) => base.origin(&host),
+        None => format!("{}/o/{client_id}", base.origin(&base.base_domain)),
     }
 }
 

@@ -233,9 +233,14 @@ struct RequestParts {
 
 async fn parts(req: Request) -> Result<RequestParts, OAuthError> {
     let addr = client_addr(&req);
-    let headers = req.headers().clone();
     let query = req.uri().query().map(String::from);
-    let form = Params::from_request(req)
+    // The headers move out (no copy on the hot path); the body reader needs only the type.
+    let (mut head, body) = req.into_parts();
+    let headers = std::mem::take(&mut head.headers);
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        head.headers.insert(header::CONTENT_TYPE, content_type.clone());
+    }
+    let form = Params::from_request(Request::from_parts(head, body))
         .await
         .map_err(|e| OAuthError::InvalidRequest(e.to_string().into()))?;
     Ok(RequestParts {
@@ -355,7 +360,7 @@ fn id_token(
 }
 
 /// Signs `claims` with the current signing key as a JWT of type `typ`.
-fn sign(state: &AppState, claims: &Value, typ: &str, now: i64) -> Result<String, OAuthError> {
+fn sign(state: &AppState, claims: &impl serde::Serialize, typ: &str, now: i64) -> Result<String, OAuthError> {
     state
         .keys
         .get()
@@ -427,7 +432,7 @@ async fn user_tokens(
         now,
         ttl,
     };
-    let access = sign(state, &claims.to_json(), "at+jwt", now)?;
+    let access = sign(state, &claims, "at+jwt", now)?;
     let refresh = grant::issue_refresh(
         state.store.as_ref(),
         rg,
@@ -464,12 +469,24 @@ fn client_credentials(
         now,
         ttl,
     };
-    let access = sign(state, &claims.to_json(), "at+jwt", now)?;
-    let mut body = json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl});
-    if let Some(s) = scope {
-        body["scope"] = json!(s);
-    }
-    Ok(axum::Json(body).into_response())
+    let access = sign(state, &claims, "at+jwt", now)?;
+    Ok(axum::Json(ServiceToken {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope: scope.as_deref(),
+    })
+    .into_response())
+}
+
+/// The answer to a `client_credentials` request.
+#[derive(serde::Serialize)]
+struct ServiceToken<'a> {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
 }
 
 /// Verifies an access token of `org` and checks revocation and its session.

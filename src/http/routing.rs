@@ -173,7 +173,7 @@ impl AppState {
 
     /// The organization's issuer identifier.
     pub fn issuer(&self, org: &Organization) -> String {
-        crate::tenant::address(org, org.client_id().unwrap_or_default(), &self.public).issuer
+        crate::tenant::issuer(org, org.client_id().unwrap_or_default(), &self.public)
     }
 
     /// The organization's ClientSecrets.

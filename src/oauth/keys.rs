@@ -9,6 +9,15 @@
 //! Verification accepts exactly `alg: ES256` with a `kid` of this set: `alg: none`, `HS256`
 //! (the classic "sign with the public key as HMAC secret" attack) and every other algorithm
 //! are refused before any cryptography runs.
+//!
+//! A resource server introspects the same access token on every API call it serves, and an
+//! ES256 verification costs ~50 µs — most of an introspection. A key set therefore remembers
+//! the SHA-256 of the tokens whose signature it verified ([`VERIFIED_CAPACITY`] at most,
+//! forgotten all at once when full): a known digest skips only the signature check; the
+//! header, `typ`, `kid`, `exp` and `nbf` are checked on every call, and the caller's issuer
+//! and revocation checks are untouched. A new key set (every change of the Secret) starts
+//! with an empty memory, so no token outlives the key that signed it. The memory holds
+//! digests, never tokens.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -16,6 +25,11 @@ use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Most token digests a key set remembers as verified (32 bytes each, ~2 MiB in all).
+pub const VERIFIED_CAPACITY: usize = 32_768;
 
 /// One key as stored in the Secret (`keys.json` is a JSON array of these).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -119,13 +133,18 @@ fn thumbprint(point: &[u8]) -> String {
 #[derive(Default)]
 pub struct KeySet {
     keys: Vec<SigningKey>,
+    /// SHA-256 of tokens whose signature verified under these keys.
+    verified: Mutex<HashSet<[u8; 32]>>,
 }
 
 impl KeySet {
     /// Loads the stored keys; a broken key fails the whole set (the old set stays in use).
     pub fn load(stored: &[StoredKey]) -> Result<KeySet, KeyError> {
         let keys = stored.iter().map(SigningKey::load).collect::<Result<Vec<_>, _>>()?;
-        Ok(KeySet { keys })
+        Ok(KeySet {
+            keys,
+            verified: Mutex::default(),
+        })
     }
 
     /// Whether no key is loaded.
@@ -146,20 +165,24 @@ impl KeySet {
         json!({"keys": self.keys.iter().map(SigningKey::public_jwk).collect::<Vec<_>>()})
     }
 
-    /// Signs `claims` as a compact JWS with header `typ`.
-    pub fn sign(&self, claims: &Value, typ: &str, now: i64) -> Result<String, KeyError> {
+    /// Signs `claims` as a compact JWS with header `typ` (a fixed token type such as
+    /// `at+jwt`, never request data).
+    pub fn sign(&self, claims: &impl Serialize, typ: &str, now: i64) -> Result<String, KeyError> {
         let key = self.signer(now).ok_or(KeyError::NoKey)?;
-        let header = json!({"alg": "ES256", "typ": typ, "kid": key.stored.kid});
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        // `kid` is base64url and `typ` a constant: neither needs JSON escaping.
+        let header = format!(r#"{{"alg":"ES256","typ":"{typ}","kid":"{}"}}"#, key.stored.kid);
+        let claims = serde_json::to_vec(claims).map_err(|_| KeyError::NoKey)?;
+        let mut token = String::with_capacity(4 * (header.len() + claims.len() + 64) / 3 + 8);
+        URL_SAFE_NO_PAD.encode_string(header, &mut token);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
         let sig = key
             .pair
-            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .sign(&SystemRandom::new(), token.as_bytes())
             .map_err(|_| KeyError::NoKey)?;
-        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig.as_ref(), &mut token);
+        Ok(token)
     }
 
     /// Verifies a compact JWS made by this set and returns its claims. Checks `alg`, `kid`,
@@ -167,8 +190,8 @@ impl KeySet {
     /// checks `iss`/`aud` and revocation.
     pub fn verify(&self, token: &str, typ: Option<&str>, now: i64) -> Result<Value, KeyError> {
         use KeyError::InvalidToken as Bad;
-        let parts: Vec<&str> = token.split('.').collect();
-        let [h, p, s] = parts[..] else {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(Bad("not a compact JWS"));
         };
         let header: Value = decode_json(h).ok_or(Bad("malformed header"))?;
@@ -186,11 +209,7 @@ impl KeySet {
             .iter()
             .find(|k| k.stored.kid == kid)
             .ok_or(Bad("unknown kid"))?;
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| Bad("malformed signature"))?;
-        let public = ring::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.pair.public_key().as_ref());
-        public
-            .verify(format!("{h}.{p}").as_bytes(), &sig)
-            .map_err(|_| Bad("bad signature"))?;
+        self.check_signature(key, token, h.len() + 1 + p.len(), s)?;
         let claims: Value = decode_json(p).ok_or(Bad("malformed claims"))?;
         let exp = claims.get("exp").and_then(Value::as_i64).ok_or(Bad("no exp"))?;
         if exp <= now {
@@ -204,6 +223,40 @@ impl KeySet {
             return Err(Bad("not yet valid"));
         }
         Ok(claims)
+    }
+
+    /// Verifies the signature `s` of `token`'s first `signed_len` bytes under `key`, unless
+    /// this set verified the same token before.
+    fn check_signature(&self, key: &SigningKey, token: &str, signed_len: usize, s: &str) -> Result<(), KeyError> {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .map_err(|_| KeyError::InvalidToken("digest"))?;
+        if self.remembered().contains(&digest) {
+            return Ok(());
+        }
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| KeyError::InvalidToken("malformed signature"))?;
+        let public = ring::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.pair.public_key().as_ref());
+        public
+            .verify(&token.as_bytes()[..signed_len], &sig)
+            .map_err(|_| KeyError::InvalidToken("bad signature"))?;
+        let mut verified = self.remembered();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(digest);
+        Ok(())
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of token digests remembered as verified.
+    pub fn verified_len(&self) -> usize {
+        self.remembered().len()
     }
 }
 
@@ -270,6 +323,30 @@ mod tests {
                 assert!(key.get(private).is_none());
             }
         }
+    }
+
+    #[test]
+    fn a_remembered_signature_skips_only_the_signature_check() {
+        let stored = [SigningKey::generate(0, 0).unwrap()];
+        let set = KeySet::load(&stored).unwrap();
+        let token = set.sign(&json!({"sub": "u", "exp": 100}), "at+jwt", 10).unwrap();
+        assert!(set.verify(&token, Some("at+jwt"), 10).is_ok());
+        assert!(set.verify(&token, Some("at+jwt"), 11).is_ok());
+        assert_eq!(set.verified_len(), 1, "verified once, remembered");
+        // Every other check still runs on a remembered token.
+        assert!(set.verify(&token, Some("JWT"), 11).is_err(), "typ");
+        assert!(set.verify(&token, Some("at+jwt"), 100).is_err(), "exp");
+        // Another signature over the same header and claims is another token.
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        let mut forged = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        forged[0] ^= 1;
+        let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(forged));
+        assert_eq!(
+            set.verify(&forged, Some("at+jwt"), 11),
+            Err(KeyError::InvalidToken("bad signature"))
+        );
+        // A reloaded key set (every Secret change) starts with an empty memory.
+        assert_eq!(KeySet::load(&stored).unwrap().verified_len(), 0);
     }
 
     #[test]

@@ -76,27 +76,30 @@ pub struct AccessClaims<'a> {
     pub ttl: i64,
 }
 
-impl AccessClaims<'_> {
-    /// The JSON claims.
-    pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "iss": self.issuer, "sub": self.subject, "aud": self.client_id, "client_id": self.client_id,
-            "iat": self.now, "nbf": self.now, "exp": self.now + self.ttl, "jti": self.jti,
-        });
-        let obj = v.as_object_mut().expect("a JSON object");
-        if let Some(s) = self.scope {
-            obj.insert("scope".into(), json!(s));
-        }
-        if let Some(s) = self.session_id {
-            obj.insert("sid".into(), json!(s));
-        }
-        if let Some(f) = self.family_id {
-            obj.insert("fid".into(), json!(f));
+/// The JSON claims, serialised straight from the borrowed fields: a token request builds no
+/// intermediate JSON value.
+impl serde::Serialize for AccessClaims<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("iss", self.issuer)?;
+        m.serialize_entry("sub", self.subject)?;
+        m.serialize_entry("aud", self.client_id)?;
+        m.serialize_entry("client_id", self.client_id)?;
+        m.serialize_entry("iat", &self.now)?;
+        m.serialize_entry("nbf", &self.now)?;
+        m.serialize_entry("exp", &(self.now + self.ttl))?;
+        m.serialize_entry("jti", self.jti)?;
+        let optional = [("scope", self.scope), ("sid", self.session_id), ("fid", self.family_id)];
+        for (name, value) in optional {
+            if let Some(v) = value {
+                m.serialize_entry(name, v)?;
+            }
         }
         if let Some(t) = self.auth_time {
-            obj.insert("auth_time".into(), json!(t));
+            m.serialize_entry("auth_time", &t)?;
         }
-        v
+        m.end()
     }
 }
 
@@ -125,6 +128,33 @@ pub fn id_token_claims(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_claims_name_every_field_and_omit_absent_ones() {
+        let mut claims = AccessClaims {
+            issuer: "https://i",
+            subject: "s",
+            client_id: "c",
+            scope: Some("openid"),
+            jti: "j",
+            session_id: Some("sess"),
+            family_id: Some("fam"),
+            auth_time: Some(5),
+            now: 10,
+            ttl: 900,
+        };
+        assert_eq!(
+            serde_json::to_value(&claims).unwrap(),
+            json!({"iss": "https://i", "sub": "s", "aud": "c", "client_id": "c", "iat": 10, "nbf": 10,
+                   "exp": 910, "jti": "j", "scope": "openid", "sid": "sess", "fid": "fam", "auth_time": 5})
+        );
+        (claims.scope, claims.session_id, claims.family_id, claims.auth_time) = (None, None, None, None);
+        assert_eq!(
+            serde_json::to_value(&claims).unwrap(),
+            json!({"iss": "https://i", "sub": "s", "aud": "c", "client_id": "c", "iat": 10, "nbf": 10,
+                   "exp": 910, "jti": "j"})
+        );
+    }
 
     #[test]
     fn user_ids_are_stable_per_org_and_case_insensitive() {

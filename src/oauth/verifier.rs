@@ -51,6 +51,14 @@ impl SecretId {
             uid: cs.metadata.uid.clone().unwrap_or_default(),
         }
     }
+
+    /// Whether `cs` is this ClientSecret (compared in place: the cache-hit path copies nothing).
+    pub fn is(&self, cs: &ClientSecret) -> bool {
+        let m = &cs.metadata;
+        m.uid.as_deref().unwrap_or_default() == self.uid
+            && m.name.as_deref().unwrap_or_default() == self.name
+            && m.namespace.as_deref().unwrap_or_default() == self.namespace
+    }
 }
 
 /// The cached verifications: pinned (pre-warmed from the plaintext the server holds, one per
@@ -145,7 +153,7 @@ impl SecretVerifier {
     pub fn cached_client(&self, p: Presented<'_>) -> Option<Arc<ClientSecret>> {
         let key = self.cache_key(p.client_id, p.secret);
         let id = self.cached(&key)?;
-        let found = p.candidates().into_iter().find(|cs| SecretId::of(cs) == id);
+        let found = p.candidates().into_iter().find(|cs| id.is(cs));
         if found.is_none() {
             self.evict(&key);
         }

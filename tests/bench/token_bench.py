@@ -6,97 +6,47 @@ Not a test: prints figures and ratios. Needs wrk (apt), the test control plane
 --examples; set PROFILE=release after `cargo build --release --examples` for production-like
 figures). Everything runs on 127.0.0.1 and stops by itself.
 
-    python3 tests/bench/token_bench.py [seconds] [--store memory|redis|both] [--orgs N]
+    python3 tests/bench/token_bench.py [seconds] [--store memory|redis|both] [--orgs N] [--rounds N]
 
-Measures, each with wrk -t2 -c16 for `seconds` (default 5), once per store (`--store`,
-default memory; `both` runs memory then Redis and prints the Redis figures as a ratio of the
-memory ones; Redis is Debian's redis-server, started here on a loopback port without
-persistence):
+Measures, each with wrk -t2 -c16 --latency for `seconds` (default 5), in `--rounds` rounds
+(default 3) per store whose order alternates, so the ceiling and the operator share whatever
+else the machine is doing; prints medians, and each endpoint's fraction of the ceiling as the
+median of the rounds' own ratios (`--store` default memory; `both` runs memory then Redis and
+prints the Redis figures as a ratio of the memory ones; Redis is Debian's redis-server, started
+here on a loopback port without persistence):
   1. client_credentials at /o/<cid>/oauth2/token (Basic auth; verified once, then cached);
   2. authorization_code exchange at the same endpoint, each request a fresh code (minted
      beforehand through /oauth2/authorize with a session cookie; codes live 60 s);
-  3. the bare axum handler (POST returning a small JSON body);
+  3. the bare axum handler (tests/bench/axum_baseline.rs: the same POST, a small JSON answer);
 plus tests/bench/verify.rs, the bench_verify example (cold argon2id vs cached verification).
 With --orgs N the namespace also holds N other Organizations with a ClientSecret each (all
 minted before wrk starts): how lookups in the caches scale with the number of tenants.
 """
 
-import argparse, base64, concurrent.futures, hashlib, json, os, random, re, shutil, socket, string, subprocess, sys, tempfile, time
-import urllib.parse, urllib.request, http.client
+import argparse, base64, concurrent.futures, hashlib, json, os, re, shutil, socket, subprocess, tempfile, time
+import urllib.parse, http.client
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PROFILE = os.environ.get("PROFILE", "debug")
-BIN = os.path.join(ROOT, "target", PROFILE)
+import benchlib as b
+from benchlib import kubectl, sh, free_port, wait_http
+
+BIN = b.binary_dir()
 # The operator binary under test (BENCH_OPERATOR measures another build, e.g. a saved baseline).
-OPERATOR = os.environ.get("BENCH_OPERATOR", os.path.join(BIN, "centralauth-operator"))
+OPERATOR = b.operator_binary()
 _parser = argparse.ArgumentParser(description="Token endpoint throughput next to a bare axum handler.")
 _parser.add_argument("seconds", nargs="?", type=int, default=5, help="wrk duration of each run (default 5)")
 _parser.add_argument("--store", choices=["memory", "redis", "both"], default="memory",
                      help="session store of the operator (both: memory, then Redis, with ratios)")
 _parser.add_argument("--orgs", type=int, default=0, help="other Organizations (each with a ClientSecret) in the caches")
+_parser.add_argument("--rounds", type=int, default=3,
+                     help="alternating rounds of ceiling and operator per store (default 3); medians are printed")
 OPTIONS = _parser.parse_args()
 SECONDS = OPTIONS.seconds
-TESTENV = os.path.join(ROOT, "tests/testenv/testenv.sh")
-
-
-def sh(*args, input=None):
-    done = subprocess.run(args, input=input, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:4])} failed: {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kubectl(*args, input=None):
-    return sh(TESTENV, "kubectl", *args, input=input)
-
-
-def wait_http(url, timeout=30, method="GET"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=1)
-            return
-        except Exception:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} never answered")
-
-
-def wrk(url, lua):
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(lua)
-    out = sh("wrk", "-t2", "-c16", f"-d{SECONDS}s", "-s", f.name, url)
-    ok = re.search(r"STATUS200 (\d+)", out)
-    total = re.search(r"(\d+) requests in ([\d.]+)s", out)
-    latency = re.search(r"Latency\s+(\S+)", out)
-    n200 = int(ok.group(1)) if ok else int(total.group(1))
-    return n200 / float(total.group(2)), latency.group(1), int(total.group(1)), n200
-
-
-COUNT_LUA = """
-local threads = {}
-setup = function(thread) thread:set("tid", #threads) table.insert(threads, thread) end
-ok = 0
-response = function(status, headers, body) if status == 200 then ok = ok + 1 end end
-done = function(summary, latency, requests)
-  local total = 0
-  for _, t in ipairs(threads) do total = total + t:get("ok") end
-  io.write("STATUS200 " .. total .. "\\n")
-end
-"""
 
 
 def main():
-    env = dict(os.environ)
-    env["KUBECONFIG"] = sh(TESTENV, "up").strip().splitlines()[-1].split("=", 1)[1]
-    kubectl("apply", "--server-side", "-f", os.path.join(ROOT, "crds"))
-    ns = "bench-" + "".join(random.choices(string.ascii_lowercase, k=6))
-    cid = "bench-" + "".join(random.choices(string.ascii_lowercase, k=10))
+    env = b.testenv_up()
+    ns = b.random_name("bench-")
+    cid = b.random_name("bench-", 10)
     pw_hash = sh(OPERATOR, "hash-password", input="pw-bench\n").strip()
     kubectl("create", "namespace", ns)
     manifest = {
@@ -122,17 +72,17 @@ def main():
     stores = ["memory", "redis"] if OPTIONS.store == "both" else [OPTIONS.store]
     base_port = free_port()
     baseline = subprocess.Popen([os.path.join(BIN, "examples", "bench_baseline"), str(base_port)])
+    ceiling_url = f"http://127.0.0.1:{base_port}/token"
     redis = None
     results = {}
     try:
+        wait_http(ceiling_url, method="POST")
         for store in stores:
             store_url = None
             if store == "redis":
                 redis = start_redis()
                 store_url = f"redis://127.0.0.1:{redis[1]}/0"
-            results[store] = measure(env, ns, cid, store_url)
-        wait_http(f"http://127.0.0.1:{base_port}/token", method="POST")
-        ceiling = wrk(f"http://127.0.0.1:{base_port}/token", 'wrk.method = "POST"\n' + COUNT_LUA)
+            results[store] = measure(env, ns, cid, store_url, ceiling_url, baseline.pid)
     finally:
         baseline.terminate()
         if redis:
@@ -140,19 +90,28 @@ def main():
             redis[0].wait()
             shutil.rmtree(redis[2], ignore_errors=True)
         kubectl("delete", "namespace", ns, "--wait=false")
-    print(f"operator={OPERATOR}  wrk -t2 -c16 -d{SECONDS}s  other organizations={OPTIONS.orgs}"
-          "  (2 cores shared by server, store and load generator)")
-    print(f"{'store':<8}{'endpoint':<22}{'ok req/s':>12}{'latency':>12}{'of ceiling':>12}{'of memory':>12}")
-    for store, by_endpoint in results.items():
-        for name, figures in by_endpoint.items():
-            rps, lat = figures[0], figures[1]
-            vs = results.get("memory", {}).get(name)
-            ratio = f"{rps / vs[0]:>11.1%}" if vs and store != "memory" else f"{'':>11}"
-            minted = f"  ({figures[4]} codes minted)" if len(figures) > 4 else ""
-            print(f"{store:<8}{name:<22}{rps:>12.0f}{lat:>12}{rps / ceiling[0]:>11.1%} {ratio}{minted}")
-    print(f"{'':<8}{'bare axum handler':<22}{ceiling[0]:>12.0f}{ceiling[1]:>12}{1:>11.1%}")
-    print("(authorization_code counts only successful exchanges; each code is single-use)")
+    report(results)
     print(sh(os.path.join(BIN, "examples", "bench_verify"), "20"))
+
+
+def report(results):
+    """Medians over the rounds; "of ceiling" is the median of each round's own ratio."""
+    print(f"operator={OPERATOR}  wrk -t2 -c16 -d{SECONDS}s  {OPTIONS.rounds} alternating rounds, medians"
+          f"  other organizations={OPTIONS.orgs}  (2 cores shared by server, store and load generator)")
+    print(f"{'store':<8}{'endpoint':<22}{'ok req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>12}{'of ceiling':>12}{'of memory':>11}")
+    for store, by_endpoint in results.items():
+        for name, rounds in by_endpoint.items():
+            rps = b.median([r.rps for r, _ in rounds])
+            p50, p99 = b.median([r.p50 for r, _ in rounds]), b.median([r.p99 for r, _ in rounds])
+            of_ceiling = b.median([r.rps / c.rps for r, c in rounds])
+            vs = results.get("memory", {}).get(name)
+            ratio = f"{rps / b.median([r.rps for r, _ in vs]):>10.1%}" if vs and store != "memory" else ""
+            cpu = b.median([r.cpu_us for r, _ in rounds])
+            print(f"{store:<8}{name:<22}{rps:>10.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>12.1f}{of_ceiling:>11.1%} {ratio}")
+        ceilings = [c for r, c in next(iter(by_endpoint.values()))]
+        print(f"{'':<8}{'bare axum handler':<22}{b.median([c.rps for c in ceilings]):>10.0f}{'':>18}"
+              f"{b.median([c.cpu_us for c in ceilings]):>12.1f}")
+    print("(authorization_code counts only successful exchanges; each code is single-use)")
 
 
 def start_redis():
@@ -175,8 +134,9 @@ def start_redis():
     raise SystemExit("redis-server never answered PING")
 
 
-def measure(env, ns, cid, store_url):
-    """Starts the operator (on `store_url`, else memory), measures both grants, stops it."""
+def measure(env, ns, cid, store_url, ceiling_url, ceiling_pid):
+    """Starts the operator (on `store_url`, else memory) and runs the rounds: per endpoint a
+    list of (operator run, ceiling run of the same round)."""
     port, admin = free_port(), free_port()
     args = [OPERATOR, "run", "--base-domain", "localhost",
             "--public-scheme", "http", "--public-port", str(port), "--listen", f"127.0.0.1:{port}",
@@ -184,7 +144,7 @@ def measure(env, ns, cid, store_url):
             "--leader-elect=false"]
     if store_url:
         args += ["--store", store_url, "--store-key-prefix", f"{ns}:"]
-    proc = subprocess.Popen(args, env=dict(env, RUST_LOG="warn"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, env=dict(env, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info")), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         issuer = f"http://localhost:{port}/o/{cid}"
         wait_http(f"{issuer}/oauth2/jwks")
@@ -198,19 +158,34 @@ def measure(env, ns, cid, store_url):
         wait_minted(ns, OPTIONS.orgs + 1)
         secret = base64.b64decode(kubectl("get", "secret", "cs1", "-n", ns, "-o", "jsonpath={.data.client_secret}")).decode()
         basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
-        cc_lua = f'wrk.method = "POST"\nwrk.headers["Authorization"] = "Basic {basic}"\n' \
-                 'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n' \
-                 'wrk.body = "grant_type=client_credentials"\n' + COUNT_LUA
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        cc_lua = b.post_lua("grant_type=client_credentials", dict(form, Authorization=f"Basic {basic}"))
+        ceiling_lua = b.post_lua("grant_type=client_credentials", form)
         time.sleep(1)  # Secret watchers
-        results = {"client_credentials": wrk(f"{issuer}/oauth2/token", cc_lua)}
-
         verifier = "b" * 64
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        codes = mint_codes(port, cid, challenge, issuer)
-        lua_codes = "codes = {" + ",".join(f'"{c}"' for c in codes) + "}\n"
-        code_lua = lua_codes + f'''
--- Each wrk thread has its own Lua state and counter: thread t takes codes t+1, t+3, … so no
--- code is sent twice (a second presentation is a replay, which revokes the first one's tokens).
+        results = {"client_credentials": [], "authorization_code": []}
+        for round_no in range(OPTIONS.rounds):
+            # Codes live 60 s: mint them right before the round that uses them.
+            code_lua = exchange_lua(mint_codes(port, cid, challenge, issuer), basic, verifier)
+            plan = [("ceiling", ceiling_url, ceiling_lua), ("authorization_code", f"{issuer}/oauth2/token", code_lua),
+                    ("client_credentials", f"{issuer}/oauth2/token", cc_lua)]
+            pids = {"ceiling": ceiling_pid}
+            runs = {name: b.wrk(url, lua, SECONDS, pid=pids.get(name, proc.pid))
+                    for name, url, lua in (plan if round_no % 2 else plan[::-1])}
+            for name in results:
+                results[name].append((runs[name], runs["ceiling"]))
+        return results
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def exchange_lua(codes, basic, verifier):
+    """wrk script exchanging each code once: thread t takes codes t+1, t+3, … (a code sent
+    twice is a replay, which revokes the first exchange's tokens)."""
+    lua_codes = "codes = {" + ",".join(f'"{c}"' for c in codes) + "}\n"
+    return lua_codes + f'''
 local i = 0
 request = function()
   i = i + 1
@@ -218,13 +193,7 @@ request = function()
   return wrk.format("POST", nil, {{["Authorization"] = "Basic {basic}", ["Content-Type"] = "application/x-www-form-urlencoded"}},
     "grant_type=authorization_code&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcb&code_verifier={verifier}&code=" .. c)
 end
-''' + COUNT_LUA
-        results["authorization_code"] = wrk(f"{issuer}/oauth2/token", code_lua)
-        results["authorization_code"] += (len(codes),)
-        return results
-    finally:
-        proc.terminate()
-        proc.wait()
+''' + b.COUNT_LUA
 
 
 def wait_minted(ns, count):

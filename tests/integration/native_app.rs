@@ -349,7 +349,7 @@ async fn app_state_for(client: &Client, ns: &str) -> AppState {
     let caches = Caches::start(client);
     caches.wait_until_ready().await;
     let settings = centralauth_operator::http::Settings::new(ns.to_string(), 30 * 24 * 3600);
-    AppState::start(client.clone(), caches, public(), settings).expect("the memory store opens")
+    AppState::start(client.clone(), caches, public(), settings, Default::default()).expect("the memory store opens")
 }
 
 /// GETs `path` from `addr` with `Host: host`; `None` unless 200 + application/json.

@@ -112,7 +112,8 @@ impl Server {
         // authenticating client secret it sees, and earlier tests leave theirs behind.
         let caches = Caches::start_scoped(&client, &Scope::from_namespaces([ns.clone()]));
         caches.wait_until_ready().await;
-        let state = AppState::start(client.clone(), caches, public, settings).expect("the store opens");
+        let state =
+            AppState::start(client.clone(), caches, public, settings, Default::default()).expect("the store opens");
         state.store.ping().await.expect("the store answers");
         let router = centralauth_operator::http::public_router(state.clone());
         let task = tokio::spawn(async move {

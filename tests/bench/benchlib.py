@@ -1,0 +1,130 @@
+"""Shared helpers of the benchmark scripts in tests/bench (not tests: they print figures).
+
+Everything runs on 127.0.0.1: the test control plane (tests/testenv/testenv.sh), the operator
+binary, peers and wrk. Absolute figures on a shared 2-core machine are noise; the scripts print
+ratios against a baseline measured in the same run, in alternating rounds.
+"""
+
+import os, random, re, socket, string, subprocess, tempfile, time, urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+TESTENV = os.path.join(ROOT, "tests/testenv/testenv.sh")
+
+
+def binary_dir(default_profile="debug"):
+    """target/<PROFILE> (env PROFILE, else `default_profile`)."""
+    return os.path.join(ROOT, "target", os.environ.get("PROFILE", default_profile))
+
+
+def operator_binary(default_profile="debug"):
+    """The operator under test: BENCH_OPERATOR (e.g. a saved baseline build), else target/<PROFILE>."""
+    return os.environ.get("BENCH_OPERATOR", os.path.join(binary_dir(default_profile), "centralauth-operator"))
+
+
+def sh(*args, input=None, env=None):
+    done = subprocess.run(args, input=input, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:4])} failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kubectl(*args, input=None):
+    return sh(TESTENV, "kubectl", *args, input=input)
+
+
+def testenv_up():
+    """Starts (or reuses) the test control plane and returns the environment with KUBECONFIG."""
+    env = dict(os.environ)
+    env["KUBECONFIG"] = sh(TESTENV, "up").strip().splitlines()[-1].split("=", 1)[1]
+    kubectl("apply", "--server-side", "-f", os.path.join(ROOT, "crds"))
+    return env
+
+
+def random_name(prefix, k=6):
+    return prefix + "".join(random.choices(string.ascii_lowercase, k=k))
+
+
+def wait_http(url, timeout=30, method="GET"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=1)
+            return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} never answered")
+
+
+# Counts 200 answers across wrk's threads (each thread has its own Lua state).
+COUNT_LUA = """
+local threads = {}
+setup = function(thread) thread:set("tid", #threads) table.insert(threads, thread) end
+ok = 0
+response = function(status, headers, body) if status == 200 then ok = ok + 1 end end
+done = function(summary, latency, requests)
+  local total = 0
+  for _, t in ipairs(threads) do total = total + t:get("ok") end
+  io.write("STATUS200 " .. total .. "\\n")
+end
+"""
+
+
+def _millis(text):
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+class Run:
+    """One wrk run: successful requests per second, p50 / p99 latency (ms), totals."""
+
+    def __init__(self, out):
+        ok = re.search(r"STATUS200 (\d+)", out)
+        total = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
+        seconds = _millis(total.group(2) + total.group(3)) / 1000.0
+        self.requests = int(total.group(1))
+        self.ok = int(ok.group(1)) if ok else self.requests
+        self.rps = self.ok / seconds
+        self.p50 = _millis(re.search(r"\s50%\s+(\S+)", out).group(1))
+        self.p99 = _millis(re.search(r"\s99%\s+(\S+)", out).group(1))
+        self.cpu_us = None
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url, lua, seconds, connections=16, threads=2, pid=None):
+    """Runs wrk with `lua` (COUNT_LUA appended by the caller where 200s should be counted).
+    With `pid`, also the server's CPU time per request (`cpu_us`): a figure that the rest of
+    a shared machine's load disturbs far less than requests per second."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    try:
+        before = cpu_seconds(pid) if pid else None
+        run = Run(sh("wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", f.name, url))
+        if pid:
+            run.cpu_us = (cpu_seconds(pid) - before) * 1e6 / max(run.requests, 1)
+        return run
+    finally:
+        os.unlink(f.name)
+
+
+def post_lua(body, headers):
+    """wrk script sending the same POST every time."""
+    lines = ['wrk.method = "POST"', f'wrk.body = "{body}"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    return "\n".join(lines) + "\n" + COUNT_LUA
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
