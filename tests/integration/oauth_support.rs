@@ -188,7 +188,14 @@ impl Server {
         // Subdomains are unique across the cluster, and earlier test runs leave their
         // namespaces behind: make each one unique.
         if let Some(sub) = spec.get("subdomain").and_then(Value::as_str) {
-            spec["subdomain"] = json!(format!("{sub}-{}", &client_id[client_id.len() - 6..]).to_lowercase());
+            // The random part of a client ID is base64url: keep only what a DNS label allows,
+            // so the label never ends with '-' nor holds '_'.
+            let suffix: String = client_id[name.len() + 1..]
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(6)
+                .collect();
+            spec["subdomain"] = json!(format!("{sub}-{suffix}").to_lowercase());
         }
         let orgs: Api<Organization> = Api::namespaced(self.client.clone(), &self.ns);
         let org: Organization = serde_json::from_value(json!({
