@@ -4,7 +4,7 @@
 //! association check all use these, so what is validated, what is served and what is checked
 //! can never disagree.
 //!
-//! Decisions (see also the README):
+//! Decisions (see also docs/resources.md, "Native apps"):
 //! - `appId` — what the app sends as `app_id` — is the iOS bundle ID or the Android package
 //!   name, as CentralAuth's own clients do. One organization may register the same ID twice
 //!   only as the iOS and Android builds of one app sharing one app link; anything else makes the

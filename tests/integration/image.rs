@@ -5,7 +5,7 @@
 //! `Containerfile`. [`crate::image_run`] runs it.
 //!
 //! Podman needs two settings on this machine kind, both about the sandbox rather than the image
-//! (README, "Container image"): the `runc` runtime, and no default ulimits (a containers.conf
+//! (docs/image.md): the `runc` runtime, and no default ulimits (a containers.conf
 //! in the scratch directory, passed as `CONTAINERS_CONF`).
 
 use std::collections::BTreeSet;

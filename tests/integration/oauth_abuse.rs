@@ -229,7 +229,7 @@ async fn abuse_a_strangers_failures_do_not_lock_out_a_browser_the_user_logged_in
     assert_eq!(
         fresh.status(),
         429,
-        "a new browser waits (the residual lockout, see the README)"
+        "a new browser waits (the residual lockout, see docs/abuse-and-limits.md)"
     );
     // Her own browser (without its session) still logs her in, and gets a new device cookie.
     let again = login_with(

@@ -9,7 +9,7 @@
 //!
 //! Every request must succeed, the ClientSecret must stay activated once (the same record and
 //! `activatedAt`, one `Activated` event), and the lease must end with a new replica after
-//! hand-overs on release. Prints the figures the README quotes.
+//! hand-overs on release. Prints the figures docs/operations.md quotes ("Rolling upgrades").
 //!
 //! What it found: a replica reported ready once its caches had listed, before it had loaded the
 //! Secrets they name (the passwords) and the signing keys, so its first logins could be refused.
