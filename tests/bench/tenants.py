@@ -92,17 +92,19 @@ def percentile(samples, p):
 
 
 def token_latencies(ns, suffix, port):
-    """client_credentials requests to random tenants, one at a time on one keep-alive connection."""
+    """client_credentials requests to random tenants (among those Active), one at a time on one
+    keep-alive connection."""
     data = json.loads(kubectl("get", "secrets", "-n", ns, "-l", "centralauth.io/client-secret", "-o", "json"))
-    secrets = {s["metadata"]["name"]: base64.b64decode(s["data"]["client_secret"]).decode() for s in data["items"]}
+    active = set(x for x in kubectl("get", "clientsecrets", "-n", ns, "-o",
+                                      "jsonpath={range .items[?(@.status.phase=='Active')]}{.metadata.name} {end}").split())
+    secrets = {s["metadata"]["name"]: base64.b64decode(s["data"]["client_secret"]).decode()
+               for s in data["items"] if s["metadata"]["name"] in active}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     latencies, failures = [], 0
-    for _ in range(TOKENS):
-        i = random.randrange(N)
-        secret = secrets.get(f"cs-{i:05d}")
-        if secret is None:
-            failures += 1
-            continue
+    tenants = sorted(int(name[3:]) for name in secrets)
+    for _ in range(TOKENS if tenants else 0):
+        i = random.choice(tenants)
+        secret = secrets[f"cs-{i:05d}"]
         cid = f"{suffix}-t{i:05d}"
         basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
         headers = {"Host": f"localhost:{port}", "Authorization": f"Basic {basic}",
@@ -158,19 +160,21 @@ def main():
             if proc.poll() is not None:
                 raise SystemExit(f"the operator exited ({proc.returncode}); see {log}")
             if time.time() > deadline:
-                raise SystemExit(f"only {active} of {N} ClientSecrets Active after {time.time() - start:.0f} s")
+                break
             if time.time() - last_report > 30:
                 print(f"  … {active}/{N} Active after {time.time() - start:.0f} s", flush=True)
                 last_report = time.time()
             time.sleep(1)
-        all_active = time.time() - start
-        print(f"all {N} ClientSecrets Active {all_active:.1f} s after the first apply")
+        if active >= N:
+            print(f"all {N} ClientSecrets Active {time.time() - start:.1f} s after the first apply")
+        else:
+            print(f"NOT DONE: only {active} of {N} ClientSecrets Active after {time.time() - start:.0f} s (BENCH_TIMEOUT)")
         time.sleep(SETTLE)
         rss, socks = rss_mib(proc.pid), sockets_to(proc.pid, api_port)
         print(f"steady state ({SETTLE:.0f} s later): RSS {rss:.0f} MiB, {socks} sockets to the API server ({api_host}:{api_port})")
         latencies, failures = token_latencies(ns, suffix, port)
         if latencies:
-            print(f"client_credentials to random tenants: {len(latencies)} requests, "
+            print(f"client_credentials to random Active tenants: {len(latencies)} requests, "
                   f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms, "
                   f"max {max(latencies) * 1000:.1f} ms, {failures} not 200")
         rss2, socks2 = rss_mib(proc.pid), sockets_to(proc.pid, api_port)

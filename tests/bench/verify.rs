@@ -32,8 +32,8 @@ async fn main() {
     };
     let old = with_hash(centralauth_operator::crypto::hash(secret.as_bytes()).expect("hash"));
     let secrets = with_hash(centralauth_operator::crypto::hash_secret(secret.as_bytes()).expect("hash"));
-    let cold_old = cold(&org, secret, &old, n).await;
-    let cold = cold(&org, secret, &secrets, n * 100).await;
+    let cold_old = cold_verifications(&org, secret, &old, n).await;
+    let cold_new = cold_verifications(&org, secret, &secrets, n * 100).await;
     let v = SecretVerifier::new(1);
     v.authenticate_client(Some(&org), "cid", secret, &secrets)
         .await
@@ -49,7 +49,7 @@ async fn main() {
     }
     let cached = t.elapsed();
     let cold_old_us = cold_old.as_secs_f64() * 1e6 / f64::from(n);
-    let cold_us = cold.as_secs_f64() * 1e6 / f64::from(n * 100);
+    let cold_us = cold_new.as_secs_f64() * 1e6 / f64::from(n * 100);
     let cached_us = cached.as_secs_f64() * 1e6 / f64::from(hits);
     println!("cold argon2id verify, m=19 MiB t=2 (before) : {cold_old_us:>10.1} µs/op  ({n} runs)");
     println!(
@@ -64,7 +64,12 @@ async fn main() {
 }
 
 /// Total time of `n` cold verifications (another client ID each, so the cache never hits).
-async fn cold(org: &Organization, secret: &str, secrets: &[Arc<ClientSecret>], n: u32) -> std::time::Duration {
+async fn cold_verifications(
+    org: &Organization,
+    secret: &str,
+    secrets: &[Arc<ClientSecret>],
+    n: u32,
+) -> std::time::Duration {
     let v = SecretVerifier::new(1);
     let t = Instant::now();
     for i in 0..n {
