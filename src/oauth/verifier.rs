@@ -77,6 +77,9 @@ pub struct SecretVerifier {
     cache_key: hmac::Key,
     cache: Mutex<Cache>,
     dummy_hash: Arc<str>,
+    /// Dummy at the cost of generated client secrets: an unknown client costs what a known
+    /// one does.
+    dummy_secret_hash: Arc<str>,
     verifications: AtomicU64,
 }
 
@@ -95,6 +98,7 @@ impl SecretVerifier {
             cache_key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             cache: Mutex::new(Cache::default()),
             dummy_hash: crate::crypto::hash(&dummy).expect("argon2id hashing").into(),
+            dummy_secret_hash: crate::crypto::hash_secret(&dummy).expect("argon2id hashing").into(),
             verifications: AtomicU64::new(0),
         }
     }
@@ -108,11 +112,16 @@ impl SecretVerifier {
     /// Verifies `secret` against `hashes` on the blocking pool and returns the index of the
     /// first match. With no hashes, verifies against the dummy hash (and never matches).
     pub async fn verify_any(&self, hashes: Vec<String>, secret: &str) -> Option<usize> {
+        self.verify_any_or(hashes, secret, self.dummy_hash.clone()).await
+    }
+
+    /// [`Self::verify_any`] with `dummy` (a hash at the cost of the expected hashes) for an
+    /// empty `hashes`.
+    async fn verify_any_or(&self, hashes: Vec<String>, secret: &str, dummy: Arc<str>) -> Option<usize> {
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return None;
         };
         let secret = secret.as_bytes().to_vec();
-        let dummy = self.dummy_hash.clone();
         self.verifications.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             if hashes.is_empty() {
@@ -165,7 +174,9 @@ impl SecretVerifier {
     pub async fn verify_client(&self, p: Presented<'_>) -> Option<Arc<ClientSecret>> {
         let candidates = p.candidates();
         let hashes = candidates.iter().map(|cs| secret_hash(cs).to_string()).collect();
-        let index = self.verify_any(hashes, p.secret).await?;
+        let index = self
+            .verify_any_or(hashes, p.secret, self.dummy_secret_hash.clone())
+            .await?;
         let matched = candidates[index].clone();
         self.remember(self.cache_key(p.client_id, p.secret), SecretId::of(&matched));
         Some(matched)
@@ -320,7 +331,7 @@ pub(crate) mod fixtures {
         .unwrap();
         cs.status = Some(ClientSecretStatus {
             phase: Some(ClientSecretPhase::Active),
-            secret_hash: Some(crate::crypto::hash(plaintext.as_bytes()).unwrap()),
+            secret_hash: Some(crate::crypto::hash_secret(plaintext.as_bytes()).unwrap()),
             ..Default::default()
         });
         Arc::new(cs)

@@ -10,6 +10,10 @@
 //!    returned) to the watch seeing phase Active: first one at a time (idle operator), then in
 //!    bursts (one activation per organization at once, each revoking the previous one).
 //!
+//! 4. API requests per ClientSecret: the API server's own `apiserver_request_total` counters
+//!    (by verb, resource and subresource), read before and after steps 2 and 3, minus the
+//!    benchmark's own requests, divided by the number of ClientSecrets (activations).
+//!
 //! Environment: `KUBECONFIG` (the test control plane), `BENCH_SECRETS` (1000), `BENCH_ORGS`
 //! (100), `BENCH_CONCURRENCY` (50), `BENCH_SERIAL` (50 one-at-a-time activations),
 //! `BENCH_OPERATOR` (path of the operator binary).
@@ -58,7 +62,9 @@ async fn main() -> Result<(), Error> {
     wait_ready(&mut operator, admin).await?;
     create_orgs(&client, &ns, orgs).await?;
     let watch = PhaseWatch::start(&client, &ns).await?;
+    let before = ApiCounts::read(&client).await?;
     let (secrets_done, statuses_done) = create_client_secrets(&client, &ns, n, orgs, concurrency, &watch).await?;
+    let created = ApiCounts::settled(&client).await?;
     println!(
         "operator: {n} Secrets exist {:.2} s after the first ClientSecret was created ({:.1}× bare kube-rs); all {n} statuses carry their fingerprint after {:.2} s",
         secrets_done.as_secs_f64(),
@@ -66,7 +72,13 @@ async fn main() -> Result<(), Error> {
         statuses_done.as_secs_f64()
     );
 
+    created.minus(&before).minus_own("POST clientsecrets", n).print(
+        &format!("API requests per ClientSecret, creation to Pending with its status (the operator's, over {n})"),
+        n,
+    );
+
     let names = pending_by_org(&client, &ns).await?;
+    let before_activations = ApiCounts::read(&client).await?;
     let mut one_at_a_time = vec![];
     for (org, list) in names.iter().take(serial.min(names.len())) {
         let _ = org;
@@ -88,6 +100,16 @@ async fn main() -> Result<(), Error> {
         ),
         &mut bursts,
     );
+    let activations = one_at_a_time.len() + bursts.len();
+    ApiCounts::settled(&client)
+        .await?
+        .minus(&before_activations)
+        .minus_own("PATCH clientsecrets", activations)
+        .minus_own("LIST clientsecrets", 1)
+        .print(
+            &format!("API requests per activation (the operator's, over {activations}; each but the first of an organization revokes one)"),
+            activations,
+        );
 
     operator.start_kill()?;
     operator.wait().await?;
@@ -338,6 +360,91 @@ async fn activate(client: &Client, ns: &str, name: &str, watch: &PhaseWatch) -> 
             return Err(format!("{name} was not Active within 2 minutes").into());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The API server's request counters (`apiserver_request_total`), summed per "VERB
+/// resource[/subresource]". Watches and lease renewals are left out (they say nothing per
+/// object).
+#[derive(Clone, Debug, Default)]
+struct ApiCounts(BTreeMap<String, f64>);
+
+impl ApiCounts {
+    async fn read(client: &Client) -> Result<ApiCounts, Error> {
+        let req = axum::http::Request::get("/metrics").body(Vec::new())?;
+        let text = client.request_text(req).await?;
+        let mut counts = BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+            let label = |name: &str| {
+                let key = format!("{name}=\"");
+                line.split(&key)
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (verb, resource, sub) = (label("verb"), label("resource"), label("subresource"));
+            // Lease renewals run on their own clock, whatever the operator is doing.
+            if verb == "WATCH" || resource.is_empty() || resource == "leases" {
+                continue;
+            }
+            let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let key = if sub.is_empty() {
+                format!("{verb} {resource}")
+            } else {
+                format!("{verb} {resource}/{sub}")
+            };
+            *counts.entry(key).or_insert(0.0) += value;
+        }
+        Ok(ApiCounts(counts))
+    }
+
+    /// The counters once the operator stopped writing (unchanged over one second, the work it
+    /// triggers by its own writes included).
+    async fn settled(client: &Client) -> Result<ApiCounts, Error> {
+        let mut last = ApiCounts::read(client).await?;
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = ApiCounts::read(client).await?;
+            // Reading /metrics is not counted (no resource), so a quiet operator leaves all equal.
+            if now.0 == last.0 {
+                return Ok(now);
+            }
+            last = now;
+        }
+        Ok(last)
+    }
+
+    fn minus(mut self, before: &ApiCounts) -> ApiCounts {
+        for (k, v) in &before.0 {
+            *self.0.entry(k.clone()).or_insert(0.0) -= v;
+        }
+        self
+    }
+
+    fn minus_own(mut self, key: &str, n: usize) -> ApiCounts {
+        *self.0.entry(key.to_string()).or_insert(0.0) -= n as f64;
+        self
+    }
+
+    fn print(&self, what: &str, per: usize) {
+        let per = per.max(1) as f64;
+        let rows: Vec<(&String, f64)> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k, v / per))
+            .filter(|(_, v)| v.abs() >= 0.005)
+            .collect();
+        let writes: f64 = rows
+            .iter()
+            .filter(|(k, _)| !k.starts_with("GET ") && !k.starts_with("LIST "))
+            .map(|(_, v)| v)
+            .sum();
+        let total: f64 = rows.iter().map(|(_, v)| v).sum();
+        println!("{what}: {total:.2} requests, {writes:.2} writes");
+        for (k, v) in rows {
+            println!("    {v:>6.2}  {k}");
+        }
     }
 }
 

@@ -312,7 +312,8 @@ pub async fn demote(
 ) -> Result<(), Error> {
     let grace = grace(org);
     let now = lifecycle::now();
-    let current = target_markers(state, target).await?;
+    let secret = target_secret_meta(state, target).await?;
+    let current = target_markers(target, secret.as_ref());
     let retired_at = current.retired_at.unwrap_or(now);
     let demotion = lifecycle::demotion(grace, successor_on_rollout);
     let markers = Markers {
@@ -323,7 +324,7 @@ pub async fn demote(
         },
         ..current
     };
-    write_target_markers(state, target, &markers).await?;
+    write_target_markers(state, target, secret.as_ref(), &markers).await?;
     let (phase, message) = match demotion {
         Demotion::Revoke => (
             ClientSecretPhase::Revoked,
@@ -367,13 +368,14 @@ pub fn retiring_message(retired_at: Timestamp, grace: std::time::Duration, rollo
     format!("retiring since {retired_at}; still accepted until {until}{rollout}")
 }
 
-/// The markers of another ClientSecret: its status timestamps, else its Secret's annotations.
-async fn target_markers(state: &State, target: &ClientSecret) -> Result<Markers, Error> {
+/// The markers of another ClientSecret: its status timestamps, else the annotations of its
+/// Secret (`secret`, its metadata as read).
+fn target_markers(target: &ClientSecret, secret: Option<&PartialObjectMeta<Secret>>) -> Markers {
     let from_status = status_markers(target);
-    let Some(meta) = target_secret_meta(state, target).await? else {
-        return Ok(from_status);
-    };
-    Ok(from_status.or(&Markers::from_meta(&meta.metadata)))
+    match secret {
+        Some(meta) => from_status.or(&Markers::from_meta(&meta.metadata)),
+        None => from_status,
+    }
 }
 
 /// The timestamps in a ClientSecret's status, as markers.
@@ -393,8 +395,15 @@ async fn target_secret_meta(state: &State, target: &ClientSecret) -> Result<Opti
     Ok(meta.filter(|m| owned_by(&m.metadata, target.metadata.uid.as_deref())))
 }
 
-async fn write_target_markers(state: &State, target: &ClientSecret, markers: &Markers) -> Result<(), Error> {
-    let Some(meta) = target_secret_meta(state, target).await? else {
+/// Adds the markers the target's Secret (`secret`, its metadata as read for the same decision)
+/// does not carry yet.
+async fn write_target_markers(
+    state: &State,
+    target: &ClientSecret,
+    secret: Option<&PartialObjectMeta<Secret>>,
+    markers: &Markers,
+) -> Result<(), Error> {
+    let Some(meta) = secret else {
         return Ok(());
     };
     if let Some(patch) = markers.patch_missing(&meta.metadata) {

@@ -112,9 +112,6 @@ pub enum Error {
     /// Hashing failed.
     #[error("hashing the client secret failed (retrying): {0}")]
     Hash(#[from] crate::crypto::HashError),
-    /// The blocking hashing task did not finish.
-    #[error("the hashing task stopped before finishing (retrying): {0}")]
-    Join(#[from] tokio::task::JoinError),
     /// Adding or removing the finalizer failed, or the cleanup did.
     #[error("{0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -134,7 +131,6 @@ impl Error {
             Error::Kube(_) => "Kube",
             Error::Random(_) => "Random",
             Error::Hash(_) => "Hash",
-            Error::Join(_) => "Join",
             Error::Finalizer(f) => match f.as_ref() {
                 finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
                 _ => "Finalizer",

@@ -67,8 +67,9 @@ fn wait(generated: &Generated, activated: Cond) -> Stepped {
     )
 }
 
-/// Activates, after checking the owned Secret's markers once more under the lock: a demotion
-/// whose status write was lost must not be overtaken by a second activation.
+/// Activates, after checking the owned Secret's markers once more under the lock (unless they
+/// were read under it): a demotion whose status write was lost must not be overtaken by a
+/// second activation.
 async fn activate_now(
     state: &State,
     cs: &ClientSecret,
@@ -77,7 +78,12 @@ async fn activate_now(
 ) -> Result<Stepped, Error> {
     let api: Api<PartialObjectMeta<Secret>> =
         Api::namespaced(state.ctx.client.clone(), &cs.namespace().unwrap_or_default());
-    if let Some(meta) = api.get_opt(&generated.secret_name).await? {
+    let reread = if generated.read_under_lock {
+        None
+    } else {
+        api.get_opt(&generated.secret_name).await?
+    };
+    if let Some(meta) = reread {
         let fresh = Markers::from_meta(&meta.metadata);
         if owned_by(&meta.metadata, cs.metadata.uid.as_deref())
             && fresh != Markers::default()

@@ -13,7 +13,7 @@ use super::lifecycle::{self, Facts, Named, Retirement, Step};
 use super::secret::{self, Markers, PublicKeys, owned_by};
 use super::status::{self, Cond, SecretFacts, Verdict};
 use super::{ACTIVATED_CONDITION, Error, State, credentials, pending, rollout};
-use crate::crd::{ActivationMode, ClientSecret, ClientSecretPhase, FIELD_MANAGER, Organization};
+use crate::crd::{ACTIVATE_ANNOTATION, ActivationMode, ClientSecret, ClientSecretPhase, FIELD_MANAGER, Organization};
 
 /// What the operator knows about the secret generated for one ClientSecret.
 #[derive(Clone, Debug)]
@@ -32,6 +32,9 @@ pub struct Generated {
     pub org_uid: Option<String>,
     /// Why it cannot be used any more, as a `Ready=False` condition.
     pub problem: Option<Cond>,
+    /// Whether the Secret was read (or created) under the organization's lock: then no other
+    /// reconcile of this process changed its markers since, and activation need not re-read it.
+    pub read_under_lock: bool,
 }
 
 impl Generated {
@@ -94,7 +97,50 @@ fn public_keys(state: &State, org: &Organization) -> Option<PublicKeys> {
 }
 
 /// `Event::Apply` of the finalizer.
+///
+/// A reconcile that will probably touch the activation record (see [`likely_needs_lock`]) takes
+/// the organization's lock first and reads everything under it: the ClientSecret, the
+/// Organization, the Secret — three reads. Otherwise it reads without the lock and takes it only
+/// if the step turns out to need it, reading the ClientSecret and the Organization again.
 pub async fn apply(cs: &ClientSecret, state: &State) -> Result<Action, Error> {
+    if !likely_needs_lock(cs) {
+        return apply_read(state, cs, false).await;
+    }
+    let ns = cs.namespace().unwrap_or_default();
+    let _guard = state.locks.lock(&ns, &cs.spec.organization_ref.name).await;
+    match reread(state, cs).await? {
+        Some(fresh) => apply_read(state, &fresh, true).await,
+        None => Ok(Action::await_change()),
+    }
+}
+
+/// Whether the step `cs` (as cached) is heading for probably runs under the organization's lock:
+/// an Active secret (completing its activation, or resigning), and a Pending one whose mode asks
+/// for activation. A wrong guess costs either a lock held for nothing or two more reads.
+fn likely_needs_lock(cs: &ClientSecret) -> bool {
+    match cs.phase() {
+        ClientSecretPhase::Active => true,
+        ClientSecretPhase::Retiring | ClientSecretPhase::Revoked => false,
+        ClientSecretPhase::Pending => match cs.spec.activation {
+            ActivationMode::Immediate | ActivationMode::OnRollout => true,
+            ActivationMode::Manual => {
+                let wanted = cs.annotations().get(ACTIVATE_ANNOTATION).map(|v| v.trim());
+                wanted.is_some() && wanted == status_fp(cs).as_deref()
+            }
+        },
+    }
+}
+
+/// The latest version of `cs`; `None` when it is gone, or was deleted and recreated under the
+/// same name meanwhile (its own events follow).
+async fn reread(state: &State, cs: &ClientSecret) -> Result<Option<ClientSecret>, Error> {
+    let fresh = client_secrets(state, cs).get_opt(&cs.name_any()).await?;
+    Ok(fresh.filter(|f| f.metadata.uid == cs.metadata.uid))
+}
+
+/// Reads the Organization and the Secret, then takes the next step. `locked`: the caller holds
+/// the organization's lock and read `cs` under it.
+async fn apply_read(state: &State, cs: &ClientSecret, locked: bool) -> Result<Action, Error> {
     let org_name = cs.spec.organization_ref.name.clone();
     let Some(org) = organizations(state, cs).get_opt(&org_name).await? else {
         return org_not_found(state, cs).await;
@@ -108,16 +154,15 @@ pub async fn apply(cs: &ClientSecret, state: &State) -> Result<Action, Error> {
     };
     let generated = Generated {
         markers: activate::status_markers(cs).or(&generated.markers),
+        read_under_lock: locked,
         ..generated
     };
-    if !needs_lock(cs, &org, &generated) {
+    if locked || !needs_lock(cs, &org, &generated) {
         return execute(state, cs, &org, &generated).await;
     }
     let ns = cs.namespace().unwrap_or_default();
     let _guard = state.locks.lock(&ns, &org_name).await;
-    let fresh = client_secrets(state, cs).get_opt(&cs.name_any()).await?;
-    // Gone, or deleted and recreated under the same name meanwhile: its own events follow.
-    let Some(cs) = fresh.filter(|f| f.metadata.uid == cs.metadata.uid) else {
+    let Some(cs) = reread(state, cs).await? else {
         return Ok(Action::await_change());
     };
     let Some(org) = organizations(state, &cs).get_opt(&org_name).await? else {
@@ -251,6 +296,7 @@ fn lost(cs: &ClientSecret, org: &Organization) -> Option<Obtained> {
             markers: activate::status_markers(cs),
             org_uid: None,
             problem: Some(Cond::no("SecretMissing", message)),
+            read_under_lock: false,
         }))),
         (Some(_), None) => Some(Obtained::Blocked(
             Cond::no("SecretMissing", message),
@@ -283,7 +329,7 @@ async fn mint(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(secret = %cs.secret_name(), fingerprint = %plaintext.fingerprint(), "generated a client secret");
-    let hash = hash(plaintext.clone()).await?;
+    let hash = hash(&plaintext)?;
     Ok(Some(Generated {
         fingerprint: plaintext.fingerprint(),
         hash,
@@ -292,21 +338,14 @@ async fn mint(
         org_uid: org.uid(),
         secret: Some(created),
         problem: None,
+        read_under_lock: false,
     }))
 }
 
-/// Hashes on the blocking pool, at most one hash per CPU at a time: each argon2id run takes
-/// 19 MiB and tens of milliseconds of CPU, and a burst of new ClientSecrets must not starve the
-/// rest of the process (nor take gigabytes of memory).
-async fn hash(plaintext: Plaintext) -> Result<String, Error> {
-    static HASHING: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let permits = HASHING.get_or_init(|| {
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        tokio::sync::Semaphore::new(cpus)
-    });
-    let _permit = permits.acquire().await.expect("the hashing semaphore is never closed");
-    let phc = tokio::task::spawn_blocking(move || crate::crypto::hash(plaintext.expose().as_bytes())).await??;
-    Ok(phc)
+/// Hashes a generated secret at [`crate::crypto::SECRET_COST`]: microseconds of CPU and 8 KiB,
+/// so it runs in place (a blocking-pool hop would cost more than the hash).
+fn hash(plaintext: &Plaintext) -> Result<String, Error> {
+    Ok(crate::crypto::hash_secret(plaintext.expose().as_bytes())?)
 }
 
 /// Takes over the existing Secret `existing` if this ClientSecret owns it.
@@ -337,8 +376,8 @@ async fn adopt(state: &State, cs: &ClientSecret, org: &Organization, existing: S
     );
     let (fingerprint, hash, problem) = match (secret::plaintext(&existing), status.fingerprint, status.secret_hash) {
         (Some(p), Some(fp), Some(hash)) if p.fingerprint() == fp => (fp, hash, None),
-        (Some(p), None, _) => (p.fingerprint(), hash(p).await?, None),
-        (Some(p), Some(fp), None) if p.fingerprint() == fp => (fp, hash(p).await?, None),
+        (Some(p), None, _) => (p.fingerprint(), hash(&p)?, None),
+        (Some(p), Some(fp), None) if p.fingerprint() == fp => (fp, hash(&p)?, None),
         (_, Some(fp), Some(hash)) => (fp, hash, Some(modified)),
         _ => return Ok(Obtained::Blocked(modified, Action::await_change())),
     };
@@ -351,6 +390,7 @@ async fn adopt(state: &State, cs: &ClientSecret, org: &Organization, existing: S
         markers,
         org_uid,
         problem,
+        read_under_lock: false,
     })))
 }
 

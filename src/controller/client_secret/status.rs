@@ -149,7 +149,7 @@ pub async fn write(
     let api: Api<ClientSecret> = Api::namespaced(state.ctx.client.clone(), &ns);
     let patch = json!({
         "metadata": {"resourceVersion": cs.resource_version()},
-        "status": new,
+        "status": changed_fields(cs.status.as_ref(), &new),
     });
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
@@ -164,6 +164,27 @@ pub async fn write(
     };
     publish_transition(state, cs, &written).await;
     Ok(written)
+}
+
+/// The top-level status fields that differ between `current` and `new`, as a JSON merge patch
+/// (a field that disappeared is `null`): an activation or demotion sends its phase, conditions
+/// and timestamps, not the hash and fingerprint again. Valid because the patch carries the
+/// resourceVersion `current` was read at.
+fn changed_fields(current: Option<&ClientSecretStatus>, new: &ClientSecretStatus) -> serde_json::Value {
+    let to_map = |s: Option<&ClientSecretStatus>| match s.map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::Object(map))) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (old, new) = (to_map(current), to_map(Some(new)));
+    let mut patch: serde_json::Map<String, serde_json::Value> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for gone in old.keys().filter(|k| !new.contains_key(*k)) {
+        patch.insert(gone.clone(), serde_json::Value::Null);
+    }
+    serde_json::Value::Object(patch)
 }
 
 /// The events between the `before` and `after` versions of one ClientSecret.
@@ -307,6 +328,24 @@ mod tests {
         );
         assert_eq!(status.observed_generation, Some(2));
         assert_eq!(status.fingerprint.as_deref(), Some("sha256:ab"));
+    }
+
+    #[test]
+    fn a_status_write_sends_only_the_fields_that_changed() {
+        let pending = desired(
+            &cs(None),
+            &facts(),
+            &verdict(ClientSecretPhase::Pending, "WaitingForActivation"),
+        );
+        let first = changed_fields(None, &pending);
+        assert!(first.get("secretHash").is_some() && first.get("fingerprint").is_some());
+        let mut active = pending.clone();
+        active.phase = Some(ClientSecretPhase::Active);
+        let patch = changed_fields(Some(&pending), &active);
+        assert_eq!(patch, json!({"phase": "Active"}));
+        let mut wiped = active.clone();
+        wiped.secret_name = None;
+        assert_eq!(changed_fields(Some(&active), &wiped), json!({"secretName": null}));
     }
 
     #[test]
