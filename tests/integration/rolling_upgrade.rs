@@ -284,7 +284,13 @@ async fn a_rolling_upgrade_of_two_replicas_fails_no_request() {
         old.push(start_ready(&install, &endpoints, name).await);
     }
     let (client_id, secret) = organization(client, ns).await;
-    let before = activation(client, ns).await;
+    // The record is written first, the ClientSecret's status follows it: wait for both.
+    let before = support::wait_until(Duration::from_secs(30), || async {
+        let seen = activation(client, ns).await;
+        (!seen.1.is_null()).then_some(seen)
+    })
+    .await
+    .expect("acme-1's status never carried activatedAt");
     let (lease_log, lease_task) = record_lease(client, ns);
     warm_up(&endpoints, &client_id, &secret).await;
 
