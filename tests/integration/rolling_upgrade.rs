@@ -299,7 +299,15 @@ async fn a_rolling_upgrade_of_two_replicas_fails_no_request() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (new, sigterms) = roll(&install, &endpoints, &old, &load.stats).await;
     wait_exits(&mut old, &sigterms).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Keep the load on until a new replica holds the lease (or 20 s pass: the check below then
+    // fails with the lease history); a fixed wait lost that race on a loaded machine.
+    let new_holder = || {
+        let log = lease_log.lock().unwrap();
+        let last = log.iter().rev().find(|(h, _)| !h.is_empty()).map(|(h, _)| h.clone());
+        last.filter(|h| h.starts_with("new-a_") || h.starts_with("new-b_"))
+    };
+    let _ = support::wait_until(Duration::from_secs(20), || std::future::ready(new_holder())).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let elapsed = running.stop().await;
     lease_task.abort();
     endpoints.stop();
