@@ -8,10 +8,11 @@
 //! [`Caches::generation`] counts the changes applied to any of the three: lookup tables built
 //! from the caches (`http::routing::Index`) are rebuilt only when it moved.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -19,7 +20,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::crd::{ClientSecret, NativeApp, Organization};
-use crate::scope::Scope;
+use crate::scope::{Scope, WatchScope};
 
 /// Read handles on the caches.
 #[derive(Clone)]
@@ -32,6 +33,109 @@ pub struct Caches {
     pub native_apps: Store<NativeApp>,
     /// Bumped after every change applied to any of the stores.
     generation: Arc<AtomicU64>,
+    /// The watched namespaces.
+    scope: Scope,
+    /// Per-unit stores and change feeds, for the controllers.
+    feeds: Arc<Feeds>,
+}
+
+/// The per-unit stores and changes of the three kinds.
+struct Feeds {
+    organizations: Feed<Organization>,
+    client_secrets: Feed<ClientSecret>,
+    native_apps: Feed<NativeApp>,
+}
+
+/// A change applied to a unit's store, as a controller sees it (after the store has it).
+#[derive(Debug)]
+pub enum Change<K> {
+    /// Listed by a (re)list, or already in the store when the subscription started.
+    Listed(Arc<K>),
+    /// Created or modified.
+    Applied(Arc<K>),
+    /// Deleted.
+    Deleted(Arc<K>),
+}
+
+impl<K> Change<K> {
+    /// The object, as listed, applied or last seen before deletion.
+    pub fn object(&self) -> &Arc<K> {
+        match self {
+            Change::Listed(o) | Change::Applied(o) | Change::Deleted(o) => o,
+        }
+    }
+}
+
+impl<K> Clone for Change<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Change::Listed(o) => Change::Listed(o.clone()),
+            Change::Applied(o) => Change::Applied(o.clone()),
+            Change::Deleted(o) => Change::Deleted(o.clone()),
+        }
+    }
+}
+
+/// One kind's store per watch unit, and the subscribers to each unit's changes. The
+/// controllers run on these instead of watches of their own: one watch per kind and unit for
+/// the whole process, and one copy of each object in memory.
+pub struct Feed<K: Resource<DynamicType = ()> + Clone + 'static> {
+    units: Vec<WatchScope>,
+    stores: Vec<Store<K>>,
+    subscribers: Subscribers<K>,
+}
+
+/// The open subscriptions of a kind: unit index and sender.
+type Subscribers<K> = Arc<Mutex<Vec<(usize, UnboundedSender<Change<K>>)>>>;
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Feed<K> {
+    /// The store of `unit` and every change applied to it from now on, starting with one
+    /// [`Change::Listed`] per object already in it. `None` for a unit these caches do not watch.
+    /// Dropping the receiver ends the subscription.
+    pub fn subscribe(&self, unit: &WatchScope) -> Option<(Store<K>, UnboundedReceiver<Change<K>>)> {
+        let i = self.units.iter().position(|u| u == unit)?;
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        subscribers.retain(|(_, s)| !s.is_closed());
+        // Under the lock: no change is published between the snapshot and the registration.
+        for obj in self.stores[i].state() {
+            let _ = tx.unbounded_send(Change::Listed(obj));
+        }
+        subscribers.push((i, tx));
+        Some((self.stores[i].clone(), rx))
+    }
+
+    /// How many subscriptions are open (closed ones are dropped at the next change).
+    pub fn subscriptions(&self) -> usize {
+        let subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        subscribers.iter().filter(|(_, s)| !s.is_closed()).count()
+    }
+}
+
+/// The publishing side of a [`Feed`], moved into the reflector task.
+struct Publisher<K> {
+    subscribers: Subscribers<K>,
+}
+
+impl<K> Publisher<K> {
+    /// Sends the change of `event` in unit `unit` to its subscribers (call it once the unit's
+    /// store has the event).
+    fn publish(&self, unit: usize, event: &watcher::Event<K>)
+    where
+        K: Clone,
+    {
+        let change = match event {
+            watcher::Event::InitApply(o) => Change::Listed(Arc::new(o.clone())),
+            watcher::Event::Apply(o) => Change::Applied(Arc::new(o.clone())),
+            watcher::Event::Delete(o) => Change::Deleted(Arc::new(o.clone())),
+            watcher::Event::Init | watcher::Event::InitDone => return,
+        };
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        if subscribers.is_empty() {
+            return;
+        }
+        subscribers.retain(|(u, s)| *u != unit || s.unbounded_send(change.clone()).is_ok());
+    }
 }
 
 impl Caches {
@@ -44,12 +148,41 @@ impl Caches {
     /// Starts the reflectors of the three kinds for the watched namespaces of `scope`.
     pub fn start_scoped(client: &Client, scope: &Scope) -> Caches {
         let generation = Arc::new(AtomicU64::new(0));
+        let (organizations, org_feed) = spawn_reflector(client, scope, generation.clone());
+        let (client_secrets, cs_feed) = spawn_reflector(client, scope, generation.clone());
+        let (native_apps, app_feed) = spawn_reflector(client, scope, generation.clone());
         Caches {
-            organizations: spawn_reflector(client, scope, generation.clone()),
-            client_secrets: spawn_reflector(client, scope, generation.clone()),
-            native_apps: spawn_reflector(client, scope, generation.clone()),
+            organizations,
+            client_secrets,
+            native_apps,
             generation,
+            scope: scope.clone(),
+            feeds: Arc::new(Feeds {
+                organizations: org_feed,
+                client_secrets: cs_feed,
+                native_apps: app_feed,
+            }),
         }
+    }
+
+    /// Per-unit Organization stores and changes (for controllers).
+    pub fn organization_feed(&self) -> &Feed<Organization> {
+        &self.feeds.organizations
+    }
+
+    /// Per-unit ClientSecret stores and changes (for controllers).
+    pub fn client_secret_feed(&self) -> &Feed<ClientSecret> {
+        &self.feeds.client_secrets
+    }
+
+    /// Per-unit NativeApp stores and changes (for controllers).
+    pub fn native_app_feed(&self) -> &Feed<NativeApp> {
+        &self.feeds.native_apps
+    }
+
+    /// The namespaces these caches watch.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
     }
 
     /// How many changes the stores have taken. It moves only after a change is visible in
@@ -68,7 +201,7 @@ impl Caches {
     }
 }
 
-fn spawn_reflector<K>(client: &Client, scope: &Scope, generation: Arc<AtomicU64>) -> Store<K>
+fn spawn_reflector<K>(client: &Client, scope: &Scope, generation: Arc<AtomicU64>) -> (Store<K>, Feed<K>)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -79,24 +212,60 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    match scope {
+    let subscribers: Subscribers<K> = Arc::default();
+    let publisher = Publisher {
+        subscribers: Arc::clone(&subscribers),
+    };
+    let units = scope.units();
+    let stores = match scope {
         Scope::Cluster => {
             let api = Api::<K>::all(client.clone());
-            let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).default_backoff());
+            let stream = reflector::reflector(
+                writer,
+                watcher(api, watcher::Config::default()).default_backoff().modify(slim),
+            );
             // The reflector has applied each event to the store before it is yielded here.
             tokio::spawn(stream.for_each(move |event| {
                 match event {
-                    Ok(_) => bump(&generation),
+                    Ok(event) => {
+                        publisher.publish(0, &event);
+                        bump(&generation);
+                    }
                     Err(err) => warn_watch_failed::<K>(&err),
                 }
                 std::future::ready(())
             }));
+            vec![reader.clone()]
         }
         Scope::Namespaces(_) => {
-            tokio::spawn(combine_namespaces(scope.apis::<K>(client), writer, generation));
+            let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
+            let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
+            tokio::spawn(combine_namespaces(
+                scope.apis::<K>(client),
+                private,
+                writer,
+                generation,
+                publisher,
+            ));
+            stores
         }
+    };
+    let feed = Feed {
+        units,
+        stores,
+        subscribers,
+    };
+    (reader, feed)
+}
+
+/// Drops what no reader needs before an object enters a store: managed fields (often the
+/// largest part of an object) and the last-applied annotation `kubectl apply` writes.
+pub fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-    reader
 }
 
 fn bump(generation: &AtomicU64) {
@@ -112,15 +281,20 @@ fn warn_watch_failed<K: Resource<DynamicType = ()>>(err: &watcher::Error) {
 /// store is rebuilt from all private stores — the store's own list semantics would otherwise
 /// let one namespace's relist wipe the others. The combined store becomes ready only once
 /// every namespace has listed.
-async fn combine_namespaces<K>(apis: Vec<Api<K>>, mut combined: Writer<K>, generation: Arc<AtomicU64>)
-where
+async fn combine_namespaces<K>(
+    apis: Vec<Api<K>>,
+    mut private: Vec<Writer<K>>,
+    mut combined: Writer<K>,
+    generation: Arc<AtomicU64>,
+    publisher: Publisher<K>,
+) where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    let mut private: Vec<Writer<K>> = apis.iter().map(|_| Writer::default()).collect();
     let mut listed = vec![false; apis.len()];
     let streams = apis.into_iter().enumerate().map(|(i, api)| {
         watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(slim)
             .map(move |event| (i, event))
             .boxed()
     });
@@ -134,6 +308,7 @@ where
             }
         };
         private[i].apply_watcher_event(&event);
+        publisher.publish(i, &event);
         match event {
             watcher::Event::Apply(_) | watcher::Event::Delete(_) => combined.apply_watcher_event(&event),
             watcher::Event::InitDone => {

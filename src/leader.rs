@@ -29,6 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::crd::FIELD_MANAGER;
@@ -229,11 +230,16 @@ impl Elector {
         }
     }
 
+    /// The longest one acquire or renew attempt may take.
+    fn attempt_timeout(&self) -> Duration {
+        self.config.renew_deadline.mul_f64(ATTEMPT_TIMEOUT_FRACTION)
+    }
+
     /// Tries until this candidate holds the lease. Returns when the winning attempt started.
     async fn acquire(&mut self) -> Instant {
         loop {
             let started = Instant::now();
-            match tokio::time::timeout(self.config.renew_deadline, self.try_acquire_or_renew()).await {
+            match tokio::time::timeout(self.attempt_timeout(), self.try_acquire_or_renew()).await {
                 Ok(Ok(Attempt::Held)) => return started,
                 Ok(Ok(Attempt::HeldByOther)) => {}
                 Ok(Err(err)) => {
@@ -257,13 +263,15 @@ impl Elector {
             if started >= deadline {
                 return;
             }
-            match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+            let attempt_ends = deadline.min(started + self.attempt_timeout());
+            match tokio::time::timeout_at(attempt_ends, self.try_acquire_or_renew()).await {
                 Ok(Ok(Attempt::Held)) => last_renewal = started,
                 Ok(Ok(Attempt::HeldByOther)) => return,
                 Ok(Err(err)) => {
                     tracing::warn!(error = %err, "cannot renew the leader lease; retrying until the renew deadline")
                 }
-                Err(_) => return,
+                Err(_) if attempt_ends >= deadline => return,
+                Err(_) => tracing::warn!("renewing the leader lease timed out; retrying until the renew deadline"),
             }
         }
     }
@@ -302,48 +310,166 @@ fn jittered(period: Duration) -> Duration {
     period + period.mul_f64(f64::from(random_u32() % 1000) / 5000.0)
 }
 
-/// Runs `work` (the controllers) only while `elector` holds the lease, until `shutdown`
-/// resolves. Losing the lease aborts `work` at once; `work` is started afresh on the next
-/// acquisition. On shutdown the leader aborts `work`, waits until it is dropped, and releases
-/// the lease.
-pub async fn lead<W, Fut>(mut elector: Elector, metrics: Metrics, shutdown: impl Future<Output = ()>, work: W)
-where
+/// Leadership as the election thread last reported it. `term` counts acquisitions, so a loss
+/// and a re-acquisition that happen between two looks of a starved runtime are still seen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Term {
+    leading: bool,
+    term: u64,
+}
+
+/// How the election thread ended.
+#[derive(Debug)]
+enum Ended {
+    /// It did not hold the lease.
+    NotHeld,
+    /// It held the lease and gave it up.
+    Released,
+    /// Releasing failed (the lease expires by itself).
+    Failed(String),
+    /// Releasing took longer than the renew deadline.
+    TimedOut,
+    /// The thread could not start (no runtime or no client).
+    NotStarted(String),
+}
+
+/// Runs `work` (the controllers) only while this replica holds the lease `config`, until
+/// `shutdown` resolves. Losing the lease aborts `work` at once; `work` is started afresh on the
+/// next acquisition. On shutdown the leader aborts `work`, waits until it is dropped, and
+/// releases the lease.
+///
+/// The election itself runs on its own OS thread, with its own single-threaded tokio runtime
+/// and its own Kubernetes client (so its own HTTP/2 connection, built from `kube`): renewals
+/// never queue behind the watches, lists and reconciles of the main runtime, however loaded or
+/// CPU-starved it is. Each attempt is bounded by [`ATTEMPT_TIMEOUT_FRACTION`] of the renew
+/// deadline.
+pub async fn lead<W, Fut>(
+    kube: kube::Config,
+    config: LeaseConfig,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+    work: W,
+) where
     W: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let lease = format!("{}/{}", config.namespace, config.name);
+    let identity = config.identity.clone();
+    let renew_deadline = config.renew_deadline;
+    let (state_tx, mut state) = watch::channel(Term::default());
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    if let Err(err) = std::thread::Builder::new()
+        .name("leader-election".into())
+        .spawn(move || campaign_thread(kube, config, state_tx, stop_rx, done_tx))
+    {
+        tracing::error!(%lease, error = %err, "cannot start the leader-election thread; controllers not started");
+        return;
+    }
     tokio::pin!(shutdown);
-    let lease = format!("{}/{}", elector.config.namespace, elector.config.name);
+    let mut leading = false;
     loop {
-        let acquired = tokio::select! {
-            () = &mut shutdown => return,
-            at = elector.acquire() => at,
+        let term = tokio::select! {
+            () = &mut shutdown => break,
+            t = state.wait_for(|t| t.leading) => match t {
+                Ok(t) => t.term,
+                Err(_) => break,
+            },
         };
-        tracing::info!(%lease, identity = elector.identity(), "acquired the leader lease; starting the controllers");
+        tracing::info!(%lease, %identity, "acquired the leader lease; starting the controllers");
         metrics.set_leader(true, "acquired");
         let task = tokio::spawn(work());
         let shutting_down = tokio::select! {
             () = &mut shutdown => true,
-            () = elector.keep(acquired) => false,
+            _ = state.wait_for(|t| !t.leading || t.term != term) => false,
         };
         task.abort();
         let _ = task.await;
-        if !shutting_down {
-            metrics.set_leader(false, "lost");
-            tracing::warn!(%lease, identity = elector.identity(), "lost the leader lease; controllers stopped");
+        if shutting_down {
+            leading = true;
+            break;
+        }
+        metrics.set_leader(false, "lost");
+        tracing::warn!(%lease, %identity, "lost the leader lease; controllers stopped");
+    }
+    // The controllers are stopped: the thread may release the lease now.
+    let _ = stop_tx.send(());
+    let ended = tokio::time::timeout(renew_deadline + Duration::from_secs(1), done_rx).await;
+    if leading {
+        metrics.set_leader(false, "released");
+    }
+    match ended {
+        Ok(Ok(Ended::NotHeld)) => {}
+        Ok(Ok(Ended::Released)) => tracing::info!(%lease, "controllers stopped; leader lease released"),
+        Ok(Ok(Ended::Failed(err))) => {
+            tracing::warn!(%lease, error = %err, "controllers stopped; could not release the leader lease (it expires by itself)")
+        }
+        Ok(Ok(Ended::TimedOut)) | Err(_) => {
+            tracing::warn!(%lease, "controllers stopped; releasing the leader lease timed out (it expires by itself)")
+        }
+        Ok(Ok(Ended::NotStarted(err))) => {
+            tracing::error!(%lease, error = %err, "the leader-election thread could not start; controllers never ran")
+        }
+        Ok(Err(_)) => tracing::error!(%lease, "the leader-election thread died"),
+    }
+}
+
+/// Each acquire or renew attempt may take at most this fraction of the renew deadline, so a
+/// stuck request leaves time for another attempt before the deadline.
+pub const ATTEMPT_TIMEOUT_FRACTION: f64 = 0.5;
+
+/// The body of the election thread: its own runtime and client, then [`campaign`].
+fn campaign_thread(
+    kube: kube::Config,
+    config: LeaseConfig,
+    state: watch::Sender<Term>,
+    stop: oneshot::Receiver<()>,
+    done: oneshot::Sender<Ended>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = done.send(Ended::NotStarted(err.to_string()));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match crate::kube_client::from_config(kube) {
+            Ok(client) => {
+                let elector = Elector::new(client, config);
+                let _ = done.send(campaign(elector, state, stop).await);
+            }
+            Err(err) => {
+                let _ = done.send(Ended::NotStarted(err.to_string()));
+            }
+        }
+    });
+}
+
+/// Acquires, renews and (on `stop`, sent once the controllers are stopped) releases the lease,
+/// reporting every change into `state`.
+async fn campaign(mut elector: Elector, state: watch::Sender<Term>, mut stop: oneshot::Receiver<()>) -> Ended {
+    let mut term = 0;
+    loop {
+        let acquired = tokio::select! {
+            _ = &mut stop => return Ended::NotHeld,
+            at = elector.acquire() => at,
+        };
+        term += 1;
+        state.send_replace(Term { leading: true, term });
+        let stopping = tokio::select! {
+            _ = &mut stop => true,
+            () = elector.keep(acquired) => false,
+        };
+        if !stopping {
+            state.send_replace(Term { leading: false, term });
             continue;
         }
-        let released = tokio::time::timeout(elector.config.renew_deadline, elector.release()).await;
-        metrics.set_leader(false, "released");
-        match released {
-            Ok(Ok(())) => tracing::info!(%lease, "controllers stopped; leader lease released"),
-            Ok(Err(err)) => {
-                tracing::warn!(%lease, error = %err, "controllers stopped; could not release the leader lease (it expires by itself)")
-            }
-            Err(_) => {
-                tracing::warn!(%lease, "controllers stopped; releasing the leader lease timed out (it expires by itself)")
-            }
-        }
-        return;
+        return match tokio::time::timeout(elector.config.renew_deadline, elector.release()).await {
+            Ok(Ok(())) => Ended::Released,
+            Ok(Err(err)) => Ended::Failed(err.to_string()),
+            Err(_) => Ended::TimedOut,
+        };
     }
 }
 

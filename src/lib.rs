@@ -26,6 +26,7 @@ pub mod crd;
 pub mod crypto;
 pub mod forwarded;
 pub mod http;
+pub mod kube_client;
 pub mod leader;
 pub mod mail;
 pub mod metrics;

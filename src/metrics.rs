@@ -198,6 +198,7 @@ impl Metrics {
         if let Some(caches) = caches {
             registry.register_collector(Box::new(CacheCollector { caches }));
         }
+        registry.register_collector(Box::new(RuntimeCollector));
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -366,6 +367,29 @@ fn method_label(method: &axum::http::Method) -> &'static str {
         Method::DELETE => "DELETE",
         Method::PATCH => "PATCH",
         _ => "other",
+    }
+}
+
+/// The tokio runtime serving the scrape, at scrape time: how many tasks are alive (a count
+/// that must return to its level after the controllers restart, e.g. on a lost lease).
+#[derive(Debug)]
+struct RuntimeCollector;
+
+impl Collector for RuntimeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let alive = handle.metrics().num_alive_tasks() as i64;
+        encoder
+            .encode_descriptor(
+                "runtime_alive_tasks",
+                "Tasks alive on the main tokio runtime",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&alive)?;
+        Ok(())
     }
 }
 

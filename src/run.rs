@@ -16,7 +16,7 @@ use crate::cli::{LogFormat, RunArgs};
 use crate::controller;
 use crate::crd::GROUP;
 use crate::http::admin::{self, Health};
-use crate::leader::{self, Elector, LeaseConfig, LeaseConfigError};
+use crate::leader::{self, LeaseConfig, LeaseConfigError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -29,8 +29,8 @@ const STORE_RETRY_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// No usable Kubernetes client configuration.
-    #[error("cannot configure a Kubernetes client (set KUBECONFIG or run in a cluster): {0}")]
-    KubeConfig(#[source] kube::Error),
+    #[error("{0}")]
+    KubeConfig(#[source] crate::kube_client::KubeClientError),
     /// The API server could not be asked which resources it serves.
     #[error("cannot reach the Kubernetes API server: {0}")]
     Discovery(#[source] kube::Error),
@@ -112,7 +112,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         })?),
         None => None,
     };
-    let client = Client::try_default().await.map_err(RunError::KubeConfig)?;
+    let kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::KubeConfig(crate::kube_client::KubeClientError::Config(e)))?;
+    let client =
+        crate::kube_client::for_units(kube_config.clone(), args.scope().units().len()).map_err(RunError::KubeConfig)?;
     let lease = lease_config(&args, &client)?;
     let namespace = own_namespace(&args, &client);
     check_crds(&client).await?;
@@ -128,10 +132,17 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let caches = Caches::start_scoped(&client, &scope);
     let metrics = Metrics::new(Some(caches.clone()));
     let pod_name = std::env::var("POD_NAME").ok();
-    let ctx = controller::Context::build(client.clone(), args.public_base(), pod_name, scope, metrics.clone());
+    let ctx = controller::Context::build(
+        client.clone(),
+        args.public_base(),
+        pod_name,
+        scope,
+        metrics.clone(),
+        Some(caches.clone()),
+    );
 
     let (terminating, stop_serving) = shutdown_phases(health.clone(), args.shutdown_delay);
-    let controllers = run_controllers(client.clone(), lease, ctx, metrics.clone(), wait_for(terminating));
+    let controllers = run_controllers(kube_config, lease, ctx, metrics.clone(), wait_for(terminating));
     let admin = serve(
         admin_listener,
         admin::router(health.clone(), metrics.clone()),
@@ -197,7 +208,7 @@ fn lease_config(args: &RunArgs, client: &Client) -> Result<Option<LeaseConfig>, 
 /// Runs the controllers while this replica leads (or always, without leader election) until
 /// `shutdown` resolves.
 async fn run_controllers(
-    client: Client,
+    kube_config: kube::Config,
     lease: Option<LeaseConfig>,
     ctx: Arc<controller::Context>,
     metrics: Metrics,
@@ -206,8 +217,10 @@ async fn run_controllers(
     match lease {
         Some(config) => {
             tracing::info!(lease = %config.name, namespace = %config.namespace, identity = %config.identity, "leader election on");
-            let elector = Elector::new(client, config);
-            leader::lead(elector, metrics, shutdown, move || controller::run(ctx.clone())).await;
+            leader::lead(kube_config, config, metrics, shutdown, move || {
+                controller::run(ctx.clone())
+            })
+            .await;
         }
         None => {
             tracing::info!("leader election off; starting the controllers");

@@ -11,12 +11,13 @@ pub mod organization;
 pub mod related;
 pub mod status;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client, Resource};
 
+use crate::cache::Caches;
 use crate::metrics::Metrics;
 use crate::scope::Scope;
 use crate::tenant::PublicBase;
@@ -39,13 +40,16 @@ pub struct Context {
     pub metrics: Metrics,
     /// How the NativeApp controller checks app-link association files.
     pub association: crate::association::AssociationSettings,
+    /// The reflector caches the controllers run on (the server's own, shared); started on
+    /// first use for a context built without them (tests).
+    pub caches: OnceLock<Caches>,
 }
 
 impl Context {
     /// A context whose events are reported as `centralauth-operator` from `instance`, watching
     /// the whole cluster, with metrics nobody scrapes (for tests).
     pub fn new(client: Client, public: PublicBase, instance: Option<String>) -> Arc<Context> {
-        Context::build(client, public, instance, Scope::Cluster, Metrics::default())
+        Context::build(client, public, instance, Scope::Cluster, Metrics::default(), None)
     }
 
     /// A context watching `scope` and reporting into `metrics`.
@@ -55,6 +59,7 @@ impl Context {
         instance: Option<String>,
         scope: Scope,
         metrics: Metrics,
+        caches: Option<Caches>,
     ) -> Arc<Context> {
         let reporter = Reporter {
             controller: "centralauth-operator".into(),
@@ -63,6 +68,9 @@ impl Context {
         let mut ctx = Context::plain(client, reporter, public);
         ctx.scope = scope;
         ctx.metrics = metrics;
+        if let Some(caches) = caches {
+            ctx.caches = OnceLock::from(caches);
+        }
         Arc::new(ctx)
     }
 
@@ -76,7 +84,16 @@ impl Context {
             scope: Scope::Cluster,
             metrics: Metrics::default(),
             association: Default::default(),
+            caches: OnceLock::new(),
         }
+    }
+
+    /// The caches the controllers run on: the shared ones, or caches of [`Context::scope`]
+    /// started now (call it on the tokio runtime). With caches of another scope, a unit they
+    /// do not watch gets no controller.
+    pub fn caches(&self) -> &Caches {
+        self.caches
+            .get_or_init(|| Caches::start_scoped(&self.client, &self.scope))
     }
 
     /// One API handle per watched unit for kind `K` (see [`Scope::apis`]).

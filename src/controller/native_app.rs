@@ -24,14 +24,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
@@ -98,12 +99,18 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
-    let apps = related::watch(unit.api::<NativeApp>(&ctx.client), app_keys);
-    let (orgs, org_writer) = reflector::store();
-    let org_stream = watcher(unit.api::<Organization>(&ctx.client), watcher::Config::default())
-        .default_backoff()
-        .reflect(org_writer)
-        .touched_objects();
+    let caches = ctx.caches();
+    let (Some(apps), Some((orgs, org_changes))) = (
+        related::follow(caches.native_app_feed(), &unit, app_keys),
+        caches.organization_feed().subscribe(&unit),
+    ) else {
+        tracing::error!(
+            ?unit,
+            "the caches do not watch this unit; NativeApp controller not started"
+        );
+        return;
+    };
+    let org_stream = org_changes.map(|change| change.object().clone());
     let checker = Checker::new(&ctx.association).map_err(|e| e.to_string());
     if let Err(err) = &checker {
         tracing::error!(error = %err, "association checks are disabled");
@@ -116,8 +123,8 @@ async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
         queue: apps.queue,
         ctx: ctx.clone(),
     });
-    let controller = Controller::for_stream(apps.changed, apps.store)
-        .watches_stream(org_stream, move |org| apps_of(&store, &org))
+    let controller = Controller::for_shared_stream(apps.changed, apps.store)
+        .watches_shared_stream(org_stream, move |org| apps_of(&store, &org))
         .owns(
             unit.api::<ConfigMap>(&ctx.client),
             watcher::Config::default().labels(APPLINKS_LABEL),

@@ -98,7 +98,13 @@ pub async fn run(ctx: Arc<Context>) {
 
 async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
     let public = ctx.public.clone();
-    let orgs = related::watch(unit.api::<Organization>(&ctx.client), move |o| claim_keys(o, &public));
+    let Some(orgs) = related::follow(ctx.caches().organization_feed(), &unit, move |o| claim_keys(o, &public)) else {
+        tracing::error!(
+            ?unit,
+            "the caches do not watch this unit; Organization controller not started"
+        );
+        return;
+    };
     // Metadata only: Secret data is never cached by this controller.
     let secrets = watcher(
         unit.api::<PartialObjectMeta<Secret>>(&ctx.client),
@@ -111,7 +117,7 @@ async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
         ctx,
         orgs: orgs.store.clone(),
     });
-    let controller = Controller::for_stream(orgs.changed, orgs.store)
+    let controller = Controller::for_shared_stream(orgs.changed, orgs.store)
         .watches_stream(secrets, move |secret| referencing(&store, &secret))
         .reconcile_on(orgs.siblings);
     related::drain(controller.run(reconcile, error_policy, data)).await;

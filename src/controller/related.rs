@@ -9,19 +9,21 @@
 //! the queued reconciles see the change (a deleted object is already gone from the store).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::{Stream, StreamExt};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::cache::{Change, Feed};
+use crate::scope::WatchScope;
 
 /// A watched kind whose siblings are re-queued: the store, the primary trigger stream for
-/// `Controller::for_stream`, the sibling queue for `Controller::reconcile_on`, and a sender
+/// `Controller::for_shared_stream`, the sibling queue for `Controller::reconcile_on`, and a sender
 /// into that queue for the reconciler's own use.
 pub struct Watched<K: kube::Resource<DynamicType = ()> + Clone + 'static, S> {
-    /// The reflector store (already updated when a trigger fires).
+    /// The shared cache's store of the unit (already updated when a trigger fires).
     pub store: Store<K>,
     /// Objects that changed.
     pub changed: S,
@@ -31,33 +33,30 @@ pub struct Watched<K: kube::Resource<DynamicType = ()> + Clone + 'static, S> {
     pub queue: UnboundedSender<ObjectRef<K>>,
 }
 
-/// Watches `api` into a store; every change also queues the siblings sharing a key (see the
-/// module doc).
-pub fn watch<K>(
-    api: Api<K>,
+/// Follows the unit `unit` of the shared cache `feed` (see [`crate::cache::Feed`]); every
+/// change also queues the siblings sharing a key (see the module doc). `None` when the caches
+/// do not watch that unit.
+pub fn follow<K>(
+    feed: &Feed<K>,
+    unit: &WatchScope,
     keys: impl Fn(&K) -> Vec<String> + Send + 'static,
-) -> Watched<K, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static>
+) -> Option<Watched<K, impl Stream<Item = Arc<K>> + Send + 'static>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store();
+    let (store, changes) = feed.subscribe(unit)?;
     let (queue, siblings) = futures::channel::mpsc::unbounded();
     let mut related = Related::new(store.clone(), keys, queue.clone());
-    let changed = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                related.on_event(event);
-            }
-        })
-        .touched_objects();
-    Watched {
+    let changed = changes.map(move |change| {
+        related.on_change(&change);
+        change.object().clone()
+    });
+    Some(Watched {
         store,
         changed,
         siblings,
         queue,
-    }
+    })
 }
 
 /// Drains a controller's result stream, logging failures at debug level (the error policy
@@ -98,23 +97,22 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Related<K> {
         }
     }
 
-    /// Handles one watch event (call it after the store has applied the event).
-    pub fn on_event(&mut self, event: &watcher::Event<K>) {
-        match event {
-            watcher::Event::InitApply(obj) => {
+    /// Handles one change (call it after the store has applied it).
+    pub fn on_change(&mut self, change: &Change<K>) {
+        match change {
+            Change::Listed(obj) => {
                 // Everything is reconciled after a (re)list anyway: only remember the keys.
                 self.previous.insert(Self::id(obj), (self.keys)(obj));
             }
-            watcher::Event::Apply(obj) => {
+            Change::Applied(obj) => {
                 let now = (self.keys)(obj);
                 let before = self.previous.insert(Self::id(obj), now.clone()).unwrap_or_default();
                 self.queue_sharing(obj, now.into_iter().chain(before).collect());
             }
-            watcher::Event::Delete(obj) => {
+            Change::Deleted(obj) => {
                 let before = self.previous.remove(&Self::id(obj)).unwrap_or_default();
                 self.queue_sharing(obj, (self.keys)(obj).into_iter().chain(before).collect());
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
         }
     }
 

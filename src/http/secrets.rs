@@ -1,4 +1,5 @@
-//! The Kubernetes Secrets the request path needs, kept in memory by one watcher per Secret:
+//! The Kubernetes Secrets the request path needs, kept in memory with a constant number of
+//! watches (two per watched unit, whatever the number of tenants):
 //!
 //! - each organization's `passwords` Secret (accounts for the password login),
 //! - each organization's SMTP credentials Secret (`loginMethods.email.credentialsSecretName`,
@@ -8,44 +9,73 @@
 //!   library decrypts every access token with its client secret, so the server must encrypt
 //!   native tokens with the secret the backend holds).
 //!
-//! A reconciler loop looks every [`RESYNC`] whether the caches changed; if so it compares the
-//! Secrets they ask for with the running watchers and starts or stops watchers (field
-//! selector `metadata.name=<name>`), so no request ever calls the API server and no Secret the
-//! server does not need is held.
+//! Per unit (the cluster, or each `--watch-namespace`, see [`crate::scope`]) one watch selects
+//! the Secrets the operator writes for ClientSecrets (label [`CLIENT_SECRET_LABEL`]), the other
+//! every other Secret (`!`[`CLIENT_SECRET_LABEL`]: user-provided passwords and SMTP
+//! credentials, and older operator Secrets until the controller labels them). Both feed one
+//! filter: a Secret is kept only while the caches name it, and only the keys the server reads
+//! (the data map is rebuilt; metadata, annotations and managed fields are never kept). When
+//! the caches start naming a Secret whose events were dropped (say, an Organization created
+//! after its Secret), that one Secret is read once with a GET, in the background. No request
+//! ever calls the API server.
+//!
 //! RBAC: `get`, `list`, `watch` on `secrets` in the namespaces of Organizations (a ClusterRole
-//! when organizations live in many namespaces).
+//! when organizations live in many namespaces) — the same as with one watch per Secret name:
+//! RBAC cannot narrow `list`/`watch` to names that change at run time.
 //!
 //! Readiness waits for [`SecretsView::wait_loaded`]: until every Secret the caches name has
-//! been listed once, a login with a right password would be refused as a wrong one.
+//! been resolved (held, or known not to exist), a login with a right password would be refused
+//! as a wrong one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::stream::{FuturesUnordered, SelectAll};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::cache::Caches;
+use crate::controller::client_secret::secret::{CLIENT_SECRET_KEY, CLIENT_SECRET_LABEL};
 use crate::crd::Organization;
+use crate::scope::WatchScope;
 
 /// How often the loop looks for cache changes.
 pub const RESYNC: Duration = Duration::from_millis(250);
+/// How many single-Secret reads may be in flight at once.
+const MAX_FETCHES: usize = 8;
+/// How long one single-Secret read may take before it is retried.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait between retries of a failed single-Secret read.
+const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Field selector of the user watch: Secrets of these types never hold logins.
+const USER_FIELDS: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
+/// Page size of the user watch's lists.
+const USER_PAGE_SIZE: u32 = 100;
 
 /// `(namespace, name)` of a Secret.
 pub type SecretRef = (String, String);
 
-/// The data of one Secret.
+/// The kept keys of one Secret.
 type SecretData = Arc<BTreeMap<String, Vec<u8>>>;
+
+/// What is known of a Secret the caches name: its kept keys, or that it does not exist.
+type Held = Option<SecretData>;
+
+/// The Secrets the caches name, with the keys the server reads from each.
+pub type Wanted = HashMap<SecretRef, BTreeSet<String>>;
 
 /// The data of the watched Secrets.
 #[derive(Clone)]
 pub struct SecretsView {
-    data: Arc<RwLock<HashMap<SecretRef, SecretData>>>,
+    /// Every named Secret that is resolved: `Some` kept keys, or `None` when it does not exist.
+    data: Arc<RwLock<HashMap<SecretRef, Held>>>,
     progress: Arc<watch::Sender<Progress>>,
 }
 
@@ -58,58 +88,77 @@ impl Default for SecretsView {
     }
 }
 
-/// How far the watchers are: what [`SecretsView::wait_loaded`] waits on.
+/// How far the follower is: what [`SecretsView::wait_loaded`] waits on.
 #[derive(Default)]
 struct Progress {
-    /// How many times the running watchers were matched to the caches.
+    /// How many times the follower took in a new state of the caches.
     follows: u64,
-    /// The Secrets whose running watcher has finished a first list (the Secret may not exist).
-    listed: HashSet<SecretRef>,
+    /// How many times a Secret was resolved or forgotten.
+    changes: u64,
 }
 
 impl SecretsView {
-    /// The value of `key` in Secret `namespace/name`, when it is watched and present.
+    /// The value of `key` in Secret `namespace/name`, when it is named by the caches, present,
+    /// and `key` is one the server reads from it.
     pub fn value(&self, namespace: &str, name: &str, key: &str) -> Option<Vec<u8>> {
         let data = self.data.read().unwrap_or_else(|p| p.into_inner());
-        data.get(&(namespace.to_string(), name.to_string()))?.get(key).cloned()
+        data.get(&(namespace.to_string(), name.to_string()))?
+            .as_ref()?
+            .get(key)
+            .cloned()
     }
 
-    fn set(&self, r: &SecretRef, secret: Option<&Secret>) {
-        let mut data = self.data.write().unwrap_or_else(|p| p.into_inner());
-        match secret.and_then(|s| s.data.as_ref()) {
-            Some(d) => {
-                let map = d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-                data.insert(r.clone(), Arc::new(map));
-            }
-            None => {
-                data.remove(r);
-            }
+    /// Whether any data of Secret `namespace/name` is held in memory (for tests and metrics:
+    /// Secrets nobody names are never held).
+    pub fn holds(&self, namespace: &str, name: &str) -> bool {
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        matches!(data.get(&(namespace.to_string(), name.to_string())), Some(Some(_)))
+    }
+
+    /// How many Secrets are held in memory.
+    pub fn held_count(&self) -> usize {
+        let data = self.data.read().unwrap_or_else(|p| p.into_inner());
+        data.values().filter(|h| h.is_some()).count()
+    }
+
+    fn resolve(&self, r: &SecretRef, held: Held) {
+        self.data
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.clone(), held);
+        self.progress.send_modify(|p| p.changes += 1);
+    }
+
+    fn forget(&self, r: &SecretRef) {
+        let removed = self.data.write().unwrap_or_else(|p| p.into_inner()).remove(r).is_some();
+        if removed {
+            self.progress.send_modify(|p| p.changes += 1);
         }
     }
 
-    /// Resolves once every Secret the caches name has been listed once by its watcher (whether
-    /// it exists or not): from then on the request path sees what the API server holds. Call
-    /// it once the caches are ready. Secrets named later do not delay it; those no longer named
-    /// are not waited for.
+    fn resolved(&self, r: &SecretRef) -> bool {
+        self.data.read().unwrap_or_else(|p| p.into_inner()).contains_key(r)
+    }
+
+    /// Resolves once every Secret the caches name has been resolved once (held, or known not to
+    /// exist): from then on the request path sees what the API server holds. Call it once the
+    /// caches are ready. Secrets named later do not delay it; those no longer named are not
+    /// waited for.
     pub async fn wait_loaded(&self, caches: &Caches) {
         let mut progress = self.progress.subscribe();
-        // Read before the caches: any later match of the watchers is seen below.
+        // Read before the caches: any later follow of the caches is seen below.
         let mut follows = progress.borrow_and_update().follows;
-        let mut needed = wanted(caches);
+        let mut needed: HashSet<SecretRef> = wanted(caches).into_keys().collect();
         loop {
-            let (latest, done) = {
-                let p = progress.borrow_and_update();
-                (p.follows, needed.iter().all(|r| p.listed.contains(r)))
-            };
-            if done {
-                return;
-            }
+            let latest = progress.borrow_and_update().follows;
             if latest != follows {
-                // The watchers follow newer caches: drop what they no longer name.
+                // The follower took in newer caches: drop what they no longer name.
                 follows = latest;
                 let now = wanted(caches);
-                needed.retain(|r| now.contains(r));
-                continue;
+                needed.retain(|r| now.contains_key(r));
+            }
+            if needed.iter().all(|r| self.resolved(r)) {
+                return;
             }
             if progress.changed().await.is_err() {
                 return;
@@ -117,67 +166,31 @@ impl SecretsView {
         }
     }
 
-    fn listed(&self, r: &SecretRef) {
-        self.progress.send_modify(|p| {
-            p.listed.insert(r.clone());
-        });
-    }
-
-    /// Starts the reconciler loop that keeps one watcher per needed Secret.
+    /// Starts the two watches per unit of the caches' scope, and the loop that follows the
+    /// caches (once they are ready).
     pub fn start(client: Client, caches: Caches) -> SecretsView {
         let view = SecretsView::default();
-        let this = view.clone();
-        tokio::spawn(async move {
-            let mut running: HashMap<SecretRef, JoinHandle<()>> = HashMap::new();
-            let mut seen = None;
-            loop {
-                // What is wanted follows from the caches alone: recompute only after a change.
-                let generation = caches.generation();
-                if seen != Some(generation) {
-                    seen = Some(generation);
-                    this.follow(&client, &mut running, wanted(&caches));
-                    this.progress.send_modify(|p| {
-                        p.follows += 1;
-                        p.listed.retain(|r| running.contains_key(r));
-                    });
-                }
-                tokio::time::sleep(RESYNC).await;
-            }
-        });
+        tokio::spawn(follow(client, caches, view.clone()));
         view
-    }
-
-    /// Stops the watchers of Secrets no longer wanted (forgetting their data) and starts the
-    /// missing ones.
-    fn follow(&self, client: &Client, running: &mut HashMap<SecretRef, JoinHandle<()>>, wanted: HashSet<SecretRef>) {
-        running.retain(|r, task| {
-            let keep = wanted.contains(r);
-            if !keep {
-                task.abort();
-                self.set(r, None);
-            }
-            keep
-        });
-        for r in wanted {
-            running
-                .entry(r.clone())
-                .or_insert_with(|| tokio::spawn(watch_one(client.clone(), self.clone(), r)));
-        }
     }
 }
 
-/// The Secrets the current organizations and client secrets need.
-fn wanted(caches: &Caches) -> HashSet<SecretRef> {
-    let mut refs = HashSet::new();
+/// The Secrets the current organizations and client secrets need, with the keys read from each.
+pub fn wanted(caches: &Caches) -> Wanted {
+    let mut refs = Wanted::new();
     let orgs = caches.organizations.state();
     for org in &orgs {
         let Some(ns) = &org.metadata.namespace else { continue };
         let methods = &org.spec.login_methods;
         if let Some(pw) = &methods.passwords {
-            refs.insert((ns.clone(), pw.secret_name.clone()));
+            refs.entry((ns.clone(), pw.secret_name.clone()))
+                .or_default()
+                .insert(pw.key.clone());
         }
         if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.as_ref()) {
-            refs.insert((ns.clone(), name.clone()));
+            let keys = refs.entry((ns.clone(), name.clone())).or_default();
+            keys.insert("username".into());
+            keys.insert("password".into());
         }
     }
     let by_name: HashMap<(&str, &str), &Organization> = orgs
@@ -198,34 +211,502 @@ fn wanted(caches: &Caches) -> HashSet<SecretRef> {
                 .as_ref()
                 .and_then(|s| s.secret_name.clone())
                 .unwrap_or_else(|| cs.secret_name());
-            refs.insert((ns.clone(), name));
+            refs.entry((ns.clone(), name))
+                .or_default()
+                .insert(CLIENT_SECRET_KEY.into());
         }
     }
     refs
 }
 
-async fn watch_one(client: Client, view: SecretsView, r: SecretRef) {
-    let api: Api<Secret> = Api::namespaced(client, &r.0);
-    let config = watcher::Config::default().fields(&format!("metadata.name={}", r.1));
-    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-    let mut seen_in_list = false;
-    while let Some(event) = stream.next().await {
+/// Which of a unit's two watches delivered an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The label-selected watch of the ClientSecret Secrets the operator writes.
+    Operator,
+    /// The watch of every other Secret (user-provided ones).
+    User,
+}
+
+impl Source {
+    /// The label selector of this watch.
+    pub fn selector(self) -> String {
+        match self {
+            Source::Operator => CLIENT_SECRET_LABEL.to_string(),
+            Source::User => format!("!{CLIENT_SECRET_LABEL}"),
+        }
+    }
+
+    /// The watch's configuration. The user watch skips the two kinds of Secret that are large
+    /// or numerous and never hold logins (Helm release records, service-account tokens), and
+    /// lists in small pages: everything it lists is decoded, then dropped unless named, so the
+    /// page size bounds the memory a (re)list takes.
+    pub fn config(self) -> watcher::Config {
+        let config = watcher::Config::default().labels(&self.selector());
+        match self {
+            Source::Operator => config,
+            Source::User => config.fields(USER_FIELDS).page_size(USER_PAGE_SIZE),
+        }
+    }
+
+    /// The watch that delivers the events of `secret`, by its labels.
+    pub fn of(secret: &Secret) -> Source {
+        if secret.labels().contains_key(CLIENT_SECRET_LABEL) {
+            Source::Operator
+        } else {
+            Source::User
+        }
+    }
+}
+
+/// One watch: its unit (index into the units) and source.
+pub type StreamId = (usize, Source);
+
+/// The keys `keys` of `secret`, nothing else.
+pub fn kept(secret: &Secret, keys: &BTreeSet<String>) -> SecretData {
+    let data = secret.data.as_ref();
+    Arc::new(
+        keys.iter()
+            .filter_map(|k| Some((k.clone(), data?.get(k)?.0.clone())))
+            .collect(),
+    )
+}
+
+/// The state of the loop that follows the caches: which Secrets are wanted, where their kept
+/// data came from, which watches have listed, and which single reads are due. It makes no API
+/// calls itself (the loop does), so it is tested without an API server.
+pub struct Follower {
+    view: SecretsView,
+    units: Vec<WatchScope>,
+    wanted: Wanted,
+    /// The watch that delivered each held Secret (a delete or relist of that watch drops it).
+    source: HashMap<SecretRef, Source>,
+    /// Watches that finished their first list.
+    listed: HashSet<StreamId>,
+    /// What a watch has seen of its current (re)list.
+    listing: HashMap<StreamId, HashSet<SecretRef>>,
+    /// Single reads in flight, and whether a watch event came for that Secret since it started
+    /// (then the read's answer is older than what the watch delivered, and is ignored).
+    fetching: HashMap<SecretRef, bool>,
+    /// Single reads due, oldest first.
+    queue: VecDeque<SecretRef>,
+}
+
+impl Follower {
+    /// A follower publishing into `view`, for the watch units `units`.
+    pub fn new(view: SecretsView, units: Vec<WatchScope>) -> Follower {
+        Follower {
+            view,
+            units,
+            wanted: Wanted::new(),
+            source: HashMap::new(),
+            listed: HashSet::new(),
+            listing: HashMap::new(),
+            fetching: HashMap::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn unit_of(&self, namespace: &str) -> Option<usize> {
+        self.units.iter().position(|u| match u {
+            WatchScope::Cluster => true,
+            WatchScope::Namespace(ns) => ns == namespace,
+        })
+    }
+
+    /// Whether both watches of the unit of `namespace` have listed once.
+    fn unit_listed(&self, namespace: &str) -> bool {
+        self.unit_of(namespace)
+            .is_some_and(|u| self.listed.contains(&(u, Source::Operator)) && self.listed.contains(&(u, Source::User)))
+    }
+
+    /// Takes in what the caches name now: forgets what they no longer name, and queues single
+    /// reads for what they newly name (or now read other keys of) once its unit has listed.
+    pub fn follow(&mut self, wanted: Wanted) {
+        let old = std::mem::replace(&mut self.wanted, wanted);
+        for r in old.keys().filter(|r| !self.wanted.contains_key(*r)) {
+            self.view.forget(r);
+            self.source.remove(r);
+        }
+        let changed: Vec<SecretRef> = self
+            .wanted
+            .iter()
+            .filter(|(r, keys)| old.get(*r) != Some(*keys))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in changed {
+            self.view.forget(&r);
+            self.source.remove(&r);
+            self.queue_if_unresolved(r);
+        }
+        self.view.progress.send_modify(|p| p.follows += 1);
+    }
+
+    fn queue_if_unresolved(&mut self, r: SecretRef) {
+        if self.unit_listed(&r.0) && !self.view.resolved(&r) && !self.fetching.contains_key(&r) {
+            self.queue.push_back(r);
+        }
+    }
+
+    fn keep(&mut self, secret: &Secret, from: Source) -> Option<SecretRef> {
+        let r = (secret.namespace()?, secret.name_any());
+        if let Some(touched) = self.fetching.get_mut(&r) {
+            *touched = true;
+        }
+        let keys = self.wanted.get(&r)?;
+        self.view.resolve(&r, Some(kept(secret, keys)));
+        self.source.insert(r.clone(), from);
+        Some(r)
+    }
+
+    /// Applies one event of watch `id`.
+    pub fn on_event(&mut self, id: StreamId, event: Event<Secret>) {
         match event {
-            Ok(Event::Apply(s) | Event::InitApply(s)) => {
-                seen_in_list = true;
-                view.set(&r, Some(&s));
+            Event::Init => {
+                self.listing.insert(id, HashSet::new());
             }
-            Ok(Event::Delete(_)) => view.set(&r, None),
-            Ok(Event::Init) => seen_in_list = false,
-            Ok(Event::InitDone) => {
-                if !seen_in_list {
-                    view.set(&r, None);
+            Event::InitApply(secret) => {
+                if let Some(r) = self.keep(&secret, id.1) {
+                    self.listing.entry(id).or_default().insert(r);
                 }
-                view.listed(&r);
             }
-            Err(err) => {
-                tracing::warn!(namespace = %r.0, secret = %r.1, error = %err, "watching a Secret failed; retrying")
+            Event::Apply(secret) => {
+                self.keep(&secret, id.1);
+            }
+            Event::Delete(secret) => self.on_delete(&secret, id.1),
+            Event::InitDone => self.on_listed(id),
+        }
+    }
+
+    fn on_delete(&mut self, secret: &Secret, from: Source) {
+        let Some(ns) = secret.namespace() else { return };
+        let r = (ns, secret.name_any());
+        if let Some(touched) = self.fetching.get_mut(&r) {
+            *touched = true;
+        }
+        // A delete from the other watch is a label change: the new watch brings it.
+        if self.wanted.contains_key(&r) && self.source.get(&r).is_none_or(|s| *s == from) {
+            self.view.resolve(&r, None);
+            self.source.remove(&r);
+        }
+    }
+
+    /// A (re)list of watch `id` is complete: what it held but did not list is gone (re-read
+    /// to be sure), and once both watches of the unit listed, every named Secret not resolved
+    /// is read once.
+    fn on_listed(&mut self, id: StreamId) {
+        let seen = self.listing.remove(&id).unwrap_or_default();
+        let unit = id.0;
+        let gone: Vec<SecretRef> = self
+            .source
+            .iter()
+            .filter(|(r, s)| **s == id.1 && self.unit_of(&r.0) == Some(unit) && !seen.contains(*r))
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in gone {
+            self.source.remove(&r);
+            self.view.forget(&r);
+        }
+        self.listed.insert(id);
+        let named: Vec<SecretRef> = self
+            .wanted
+            .keys()
+            .filter(|r| self.unit_of(&r.0) == Some(unit))
+            .cloned()
+            .collect();
+        for r in named {
+            self.queue_if_unresolved(r);
+        }
+    }
+
+    /// The next single read to start, if any is due and still useful.
+    pub fn next_fetch(&mut self) -> Option<SecretRef> {
+        while let Some(r) = self.queue.pop_front() {
+            if self.wanted.contains_key(&r) && !self.view.resolved(&r) && !self.fetching.contains_key(&r) {
+                self.fetching.insert(r.clone(), false);
+                return Some(r);
             }
         }
+        None
+    }
+
+    /// Applies the answer of a single read of `r` (`None`: the Secret does not exist), unless
+    /// a watch event for it came in the meantime or it is no longer named.
+    pub fn on_fetched(&mut self, r: SecretRef, secret: Option<Secret>) {
+        let touched = self.fetching.remove(&r).unwrap_or(true);
+        let Some(keys) = self.wanted.get(&r) else { return };
+        if touched || self.view.resolved(&r) {
+            return;
+        }
+        match secret {
+            Some(secret) => {
+                self.view.resolve(&r, Some(kept(&secret, keys)));
+                self.source.insert(r, Source::of(&secret));
+            }
+            None => self.view.resolve(&r, None),
+        }
+    }
+
+    /// How many single reads are in flight.
+    pub fn in_flight(&self) -> usize {
+        self.fetching.len()
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = (StreamId, Result<Event<Secret>, watcher::Error>)> + Send>>;
+type Fetch = Pin<Box<dyn std::future::Future<Output = (SecretRef, Option<Secret>)> + Send>>;
+
+/// The two watches of every unit, as one stream.
+fn watches(client: &Client, units: &[WatchScope]) -> SelectAll<EventStream> {
+    let mut all = SelectAll::new();
+    for (i, unit) in units.iter().enumerate() {
+        for source in [Source::Operator, Source::User] {
+            let api: Api<Secret> = unit.api(client);
+            let config = source.config();
+            let stream: EventStream = Box::pin(
+                watcher::watcher(api, config)
+                    .default_backoff()
+                    .map(move |event| ((i, source), event)),
+            );
+            all.push(stream);
+        }
+    }
+    all
+}
+
+/// Reads Secret `r` once, retrying (with backoff) until the API server answers.
+fn fetch(client: Client, r: SecretRef) -> Fetch {
+    Box::pin(async move {
+        let api: Api<Secret> = Api::namespaced(client, &r.0);
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match tokio::time::timeout(FETCH_TIMEOUT, api.get_opt(&r.1)).await {
+                Ok(Ok(secret)) => return (r, secret),
+                Ok(Err(err)) => {
+                    tracing::warn!(namespace = %r.0, secret = %r.1, error = %err, "reading a Secret failed; retrying")
+                }
+                Err(_) => tracing::warn!(namespace = %r.0, secret = %r.1, "reading a Secret timed out; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(FETCH_BACKOFF_MAX);
+        }
+    })
+}
+
+/// The loop: waits for the caches, then applies watch events, follows cache changes every
+/// [`RESYNC`], and runs the single reads the follower asks for.
+async fn follow(client: Client, caches: Caches, view: SecretsView) {
+    // Name the Secrets before the watches list, so the first list keeps them (else each
+    // would need a single read).
+    caches.wait_until_ready().await;
+    let units = caches.scope().units();
+    let mut follower = Follower::new(view, units.clone());
+    let mut seen = caches.generation();
+    follower.follow(wanted(&caches));
+    let mut events = watches(&client, &units);
+    let mut fetches: FuturesUnordered<Fetch> = FuturesUnordered::new();
+    let mut tick = tokio::time::interval(RESYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            Some((id, event)) = events.next() => match event {
+                Ok(event) => follower.on_event(id, event),
+                Err(err) => tracing::warn!(error = %err, "watching Secrets failed; retrying"),
+            },
+            Some((r, secret)) = fetches.next(), if !fetches.is_empty() => follower.on_fetched(r, secret),
+            _ = tick.tick() => {
+                // What is wanted follows from the caches alone: recompute only after a change.
+                let generation = caches.generation();
+                if generation != seen {
+                    seen = generation;
+                    follower.follow(wanted(&caches));
+                }
+            }
+        }
+        while follower.in_flight() < MAX_FETCHES {
+            let Some(r) = follower.next_fetch() else { break };
+            fetches.push(fetch(client.clone(), r));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use kube::api::ObjectMeta;
+
+    fn secret(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                annotations: Some([("big".to_string(), "x".repeat(100))].into()),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn r(name: &str) -> SecretRef {
+        ("ns".into(), name.into())
+    }
+
+    fn wanting(names: &[(&str, &[&str])]) -> Wanted {
+        names
+            .iter()
+            .map(|(n, keys)| (r(n), keys.iter().map(|k| k.to_string()).collect()))
+            .collect()
+    }
+
+    const USER: StreamId = (0, Source::User);
+    const OPERATOR: StreamId = (0, Source::Operator);
+
+    fn listed(f: &mut Follower, user: &[Secret], operator: &[Secret]) {
+        for (id, list) in [(USER, user), (OPERATOR, operator)] {
+            f.on_event(id, Event::Init);
+            for s in list {
+                f.on_event(id, Event::InitApply(s.clone()));
+            }
+            f.on_event(id, Event::InitDone);
+        }
+    }
+
+    fn follower() -> (SecretsView, Follower) {
+        let view = SecretsView::default();
+        (
+            view.clone(),
+            Follower::new(view, vec![WatchScope::Namespace("ns".into())]),
+        )
+    }
+
+    #[test]
+    fn keeps_only_named_secrets_and_read_keys() {
+        let (view, mut f) = follower();
+        f.follow(wanting(&[("users", &["users"]), ("cs-1", &[CLIENT_SECRET_KEY])]));
+        let users = secret("users", &[], &[("users", "alice:x"), ("other", "y")]);
+        let stranger = secret("unrelated", &[], &[("k", "v")]);
+        let cs = secret(
+            "cs-1",
+            &[(CLIENT_SECRET_LABEL, "cs-1")],
+            &[(CLIENT_SECRET_KEY, "s3"), ("issuer", "i")],
+        );
+        listed(&mut f, &[users, stranger], &[cs]);
+        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"alice:x"[..]));
+        assert_eq!(
+            view.value("ns", "users", "other"),
+            None,
+            "a key the server does not read is dropped"
+        );
+        assert_eq!(view.value("ns", "cs-1", "issuer"), None);
+        assert_eq!(view.value("ns", "cs-1", CLIENT_SECRET_KEY).as_deref(), Some(&b"s3"[..]));
+        assert!(!view.holds("ns", "unrelated"), "a Secret nobody names is not held");
+        assert_eq!(view.held_count(), 2);
+        assert_eq!(f.next_fetch(), None, "everything named was listed");
+    }
+
+    #[test]
+    fn a_missing_secret_is_read_once_and_then_resolved() {
+        let (view, mut f) = follower();
+        f.follow(wanting(&[("users", &["users"])]));
+        listed(&mut f, &[], &[]);
+        assert!(!view.resolved(&r("users")));
+        assert_eq!(f.next_fetch(), Some(r("users")));
+        assert_eq!(f.next_fetch(), None, "one read per Secret");
+        f.on_fetched(r("users"), None);
+        assert!(view.resolved(&r("users")), "known not to exist");
+        assert_eq!(view.value("ns", "users", "users"), None);
+        // Created later: the watch brings it.
+        f.on_event(USER, Event::Apply(secret("users", &[], &[("users", "bob:y")])));
+        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"bob:y"[..]));
+    }
+
+    #[test]
+    fn a_secret_named_after_its_events_is_read() {
+        let (view, mut f) = follower();
+        listed(&mut f, &[secret("users", &[], &[("users", "a")])], &[]);
+        assert!(!view.holds("ns", "users"));
+        f.follow(wanting(&[("users", &["users"])]));
+        assert_eq!(f.next_fetch(), Some(r("users")));
+        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "a")])));
+        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"a"[..]));
+        // No longer named: forgotten.
+        f.follow(Wanted::new());
+        assert!(!view.holds("ns", "users"));
+        assert_eq!(view.held_count(), 0);
+    }
+
+    #[test]
+    fn a_read_older_than_a_watch_event_is_ignored() {
+        let (view, mut f) = follower();
+        listed(&mut f, &[], &[]);
+        f.follow(wanting(&[("users", &["users"])]));
+        assert_eq!(f.next_fetch(), Some(r("users")));
+        f.on_event(USER, Event::Delete(secret("users", &[], &[])));
+        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "stale")])));
+        assert!(view.resolved(&r("users")));
+        assert_eq!(
+            view.value("ns", "users", "users"),
+            None,
+            "the delete came after the read"
+        );
+    }
+
+    #[test]
+    fn changes_and_deletes_follow_the_watch() {
+        let (view, mut f) = follower();
+        f.follow(wanting(&[("smtp", &["username", "password"])]));
+        listed(
+            &mut f,
+            &[secret("smtp", &[], &[("username", "u"), ("password", "p")])],
+            &[],
+        );
+        f.on_event(
+            USER,
+            Event::Apply(secret("smtp", &[], &[("username", "u"), ("password", "q")])),
+        );
+        assert_eq!(view.value("ns", "smtp", "password").as_deref(), Some(&b"q"[..]));
+        // Labelled by the operator: the other watch brings it, this one deletes it — in either order.
+        let labelled = secret(
+            "smtp",
+            &[(CLIENT_SECRET_LABEL, "x")],
+            &[("username", "u"), ("password", "q")],
+        );
+        f.on_event(OPERATOR, Event::Apply(labelled));
+        f.on_event(USER, Event::Delete(secret("smtp", &[], &[])));
+        assert!(view.holds("ns", "smtp"));
+        f.on_event(OPERATOR, Event::Delete(secret("smtp", &[], &[])));
+        assert!(!view.holds("ns", "smtp"));
+        assert!(view.resolved(&r("smtp")));
+    }
+
+    #[test]
+    fn a_relist_drops_what_it_no_longer_lists() {
+        let (view, mut f) = follower();
+        f.follow(wanting(&[("users", &["users"])]));
+        listed(&mut f, &[secret("users", &[], &[("users", "a")])], &[]);
+        f.on_event(USER, Event::Init);
+        f.on_event(USER, Event::InitDone);
+        assert!(!view.holds("ns", "users"));
+        assert_eq!(f.next_fetch(), Some(r("users")), "re-read to be sure");
+    }
+
+    #[test]
+    fn other_keys_are_read_again() {
+        let (view, mut f) = follower();
+        f.follow(wanting(&[("users", &["users"])]));
+        listed(&mut f, &[secret("users", &[], &[("users", "a"), ("alt", "b")])], &[]);
+        f.follow(wanting(&[("users", &["alt"])]));
+        assert!(!view.resolved(&r("users")));
+        assert_eq!(f.next_fetch(), Some(r("users")));
+        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "a"), ("alt", "b")])));
+        assert_eq!(view.value("ns", "users", "alt").as_deref(), Some(&b"b"[..]));
+        assert_eq!(view.value("ns", "users", "users"), None);
     }
 }

@@ -492,3 +492,87 @@ async fn no_client_secret_is_minted_or_activated_twice_across_a_hand_over() {
         operators[follower].logs()
     );
 }
+
+/// Sockets the process holds open (TCP, Unix), from `/proc/<pid>/fd`.
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_lease_taken_by_force_stops_the_controllers_without_leaking_tasks_or_sockets() {
+    support::init_crypto();
+    let client = support::client().await;
+    let ns = support::namespace(&client, "leader-force").await;
+    let op = Operator::start(OperatorOptions {
+        pod_name: "force-a",
+        kubeconfig: None,
+        args: lease_args(&ns, ("3s", "2s", "500ms"), &[]),
+    });
+    op.wait_ready().await;
+    single_leader(&client, &ns, &[&op], &["force-a"]).await;
+    let pid = op.child.id().expect("the operator runs");
+    let tasks = || async {
+        op.metrics()
+            .await
+            .value("centralauth_runtime_alive_tasks", &[])
+            .expect("the task gauge") as i64
+    };
+    // Settled: the controllers listed and have nothing to do.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (tasks_before, sockets_before) = (tasks().await, sockets_of(pid));
+
+    for round in 1..=3 {
+        // Another identity takes the Lease: the operator sees it at its next renewal and stops its
+        // controllers; nobody renews the intruder's record, so it takes the lease back later.
+        let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+        let mut lease = leases.get("leader-test").await.unwrap();
+        let spec = lease.spec.as_mut().unwrap();
+        spec.holder_identity = Some("intruder".into());
+        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        leases
+            .replace("leader-test", &Default::default(), &lease)
+            .await
+            .unwrap();
+        let lost = support::wait_until(Duration::from_secs(10), || async {
+            let m = op.metrics().await;
+            (m.value("centralauth_leadership_changes_total", &[("event", "lost")]) == Some(f64::from(round)))
+                .then_some(())
+        })
+        .await;
+        assert!(
+            lost.is_some(),
+            "round {round}: the lease loss was not seen:\n{}",
+            op.logs()
+        );
+        let back = support::wait_until(Duration::from_secs(15), || async {
+            (holder(&client, &ns).await?.starts_with("force-a_") && op.is_leader().await?).then_some(())
+        })
+        .await;
+        assert!(
+            back.is_some(),
+            "round {round}: the lease was never taken back:\n{}",
+            op.logs()
+        );
+    }
+    // Back at their level once the restarted controllers have listed (polled, not timed).
+    let settled = support::wait_until(Duration::from_secs(20), || async {
+        let (t, s) = (tasks().await, sockets_of(pid));
+        (t <= tasks_before + 2 && s <= sockets_before + 1).then_some((t, s))
+    })
+    .await;
+    assert!(
+        settled.is_some(),
+        "after 3 lost leases: {} tasks (was {tasks_before}), {} sockets (was {sockets_before})",
+        tasks().await,
+        sockets_of(pid)
+    );
+    println!("tasks {tasks_before} -> {:?}, sockets {sockets_before}", settled);
+}

@@ -32,6 +32,7 @@ mod process;
 mod rbac;
 mod release;
 mod rolling_upgrade;
+mod secrets_watch;
 mod smtp_support;
 mod store_binary;
 mod store_replicas;

@@ -77,6 +77,7 @@ async fn metrics_are_prometheus_text_and_move_as_things_happen() {
     for (family, kind) in [
         ("centralauth_leader", "gauge"),
         ("centralauth_leadership_changes_total", "counter"),
+        ("centralauth_runtime_alive_tasks", "gauge"),
         ("centralauth_client_secrets", "gauge"),
         ("centralauth_active_secret_age_seconds", "gauge"),
     ] {

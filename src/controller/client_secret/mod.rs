@@ -85,6 +85,7 @@ use tokio::sync::OwnedMutexGuard;
 use tracing::Instrument;
 
 use super::Context;
+use crate::cache::Change;
 use crate::crd::{ClientSecret, ClientSecretPhase, Organization, WorkloadKind, WorkloadRef};
 use crate::metrics::Kind;
 use crate::scope::WatchScope;
@@ -208,13 +209,37 @@ pub async fn run(ctx: Arc<Context>) {
 /// dropped. Tests run one per namespace.
 pub async fn run_in(ctx: Arc<Context>, namespace: Option<String>) {
     let unit = namespace.map_or(WatchScope::Cluster, WatchScope::Namespace);
+    if let (WatchScope::Namespace(ns), None) = (&unit, ctx.caches.get()) {
+        // A context without caches (tests): caches of just this namespace. A context whose
+        // caches are already set keeps them.
+        let scope = crate::scope::Scope::from_namespaces([ns.clone()]);
+        let _ = ctx.caches.set(crate::cache::Caches::start_scoped(&ctx.client, &scope));
+    }
     run_unit(ctx, unit).await;
 }
 
 async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
     let client = ctx.client.clone();
-    let controller = Controller::new(unit.api::<ClientSecret>(&client), watcher::Config::default());
-    let store = controller.store();
+    // ClientSecrets and Organizations come from the shared caches: no watches of their own.
+    let caches = ctx.caches();
+    let (Some((store, changes)), Some((_, org_changes))) = (
+        caches.client_secret_feed().subscribe(&unit),
+        caches.organization_feed().subscribe(&unit),
+    ) else {
+        tracing::error!(
+            ?unit,
+            "the caches do not watch this unit; ClientSecret controller not started"
+        );
+        return;
+    };
+    let changed = changes.filter_map(|change| {
+        std::future::ready(match change {
+            Change::Deleted(_) => None,
+            Change::Listed(cs) | Change::Applied(cs) => Some(cs),
+        })
+    });
+    let org_changes = org_changes.map(|change| change.object().clone());
+    let controller = Controller::for_shared_stream(changed, store.clone());
     let secrets_cfg =
         watcher::Config::default().labels(&format!("{}={}", secret::MANAGED_BY_LABEL, secret::MANAGED_BY));
     let credentials_cfg = watcher::Config::default().labels(&format!("{}=true", credentials::CREDENTIALS_LABEL));
@@ -225,11 +250,7 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
             credentials_cfg,
             credentials_mapper(store.clone()),
         )
-        .watches(
-            unit.api::<Organization>(&client),
-            watcher::Config::default(),
-            org_mapper(store.clone()),
-        )
+        .watches_shared_stream(org_changes, org_mapper(store.clone()))
         .watches(
             unit.api::<Deployment>(&client),
             watcher::Config::default(),
@@ -264,7 +285,7 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
 /// from it changed (client ID, addresses, policy), else only those past Pending and the one the
 /// record names (an activation only concerns them). Keeps an activation in an organization
 /// with many secrets from waking every one of them.
-fn org_mapper(store: Store<ClientSecret>) -> impl Fn(Organization) -> Vec<ObjectRef<ClientSecret>> + Send + Sync {
+fn org_mapper(store: Store<ClientSecret>) -> impl Fn(Arc<Organization>) -> Vec<ObjectRef<ClientSecret>> + Send + Sync {
     let seen: Mutex<HashMap<String, u64>> = Mutex::default();
     move |org| {
         let key = org.uid().unwrap_or_default();
@@ -442,7 +463,7 @@ mod tests {
             "spec": {"displayName": "Acme", "clientId": "client-1", "loginMethods": {"passwords": {"secretName": "u"}}}
         }))
         .unwrap();
-        assert_eq!(names(mapper(org.clone())), ["a", "b", "c"]);
+        assert_eq!(names(mapper(Arc::new(org.clone()))), ["a", "b", "c"]);
         org.status = Some(crate::crd::OrganizationStatus {
             active_secret: Some(crate::crd::ActiveSecretRef {
                 name: "c".into(),
@@ -452,8 +473,8 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert_eq!(names(mapper(org.clone())), ["b", "c"]);
+        assert_eq!(names(mapper(Arc::new(org.clone()))), ["b", "c"]);
         org.spec.subdomain = Some("acme".into());
-        assert_eq!(names(mapper(org)), ["a", "b", "c"]);
+        assert_eq!(names(mapper(Arc::new(org))), ["a", "b", "c"]);
     }
 }
