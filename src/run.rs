@@ -244,13 +244,28 @@ async fn mark_ready_when_loaded(
     health: Arc<Health>,
     started: tokio::time::Instant,
 ) {
-    caches.wait_until_ready().await;
+    let report = |what: &'static str| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        tracing::info!(after = ?started.elapsed(), "not ready: waiting for {what}");
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        () = caches.wait_until_ready() => {}
+        () = report("the caches to list") => {}
+    }
     state.secrets.wait_loaded(&caches).await;
-    while state.keys.get().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::select! {
+        () = wait_for_keys(&state.keys) => {}
+        () = report("the signing keys") => {}
     }
     tracing::info!(after = ?started.elapsed(), "caches, Secrets and signing keys loaded");
     health.set_loaded();
+}
+
+async fn wait_for_keys(keys: &crate::http::keys::KeyRing) {
+    while keys.get().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Checks the session store every few seconds and reports it in `/readyz`: a replica that

@@ -47,6 +47,8 @@ use crate::scope::WatchScope;
 
 /// How often the loop looks for cache changes.
 pub const RESYNC: Duration = Duration::from_millis(250);
+/// How often readiness logs what it still waits for.
+const WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How many single-Secret reads may be in flight at once.
 const MAX_FETCHES: usize = 8;
 /// How long one single-Secret read may take before it is retried.
@@ -160,10 +162,22 @@ impl SecretsView {
             if needed.iter().all(|r| self.resolved(r)) {
                 return;
             }
-            if progress.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(WAIT_REPORT_EVERY) => self.report_waiting(&needed),
             }
         }
+    }
+
+    /// Logs which named Secrets readiness still waits for (names only, never data).
+    fn report_waiting(&self, needed: &HashSet<SecretRef>) {
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|r| !self.resolved(r))
+            .take(5)
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect();
+        tracing::info!(count = missing.len(), waiting_for = ?missing, "not ready: Secrets not read yet");
     }
 
     /// Starts the two watches per unit of the caches' scope, and the loop that follows the
@@ -435,7 +449,14 @@ impl Follower {
     pub fn on_fetched(&mut self, r: SecretRef, secret: Option<Secret>) {
         let touched = self.fetching.remove(&r).unwrap_or(true);
         let Some(keys) = self.wanted.get(&r) else { return };
-        if touched || self.view.resolved(&r) {
+        if self.view.resolved(&r) {
+            return;
+        }
+        if touched {
+            // A watch event came while reading, but did not resolve it (it was not named
+            // then, or came from the other watch): read again rather than wait for the next
+            // event, which may never come.
+            self.queue_if_unresolved(r);
             return;
         }
         match secret {
@@ -695,6 +716,23 @@ mod tests {
         f.on_event(USER, Event::InitDone);
         assert!(!view.holds("ns", "users"));
         assert_eq!(f.next_fetch(), Some(r("users")), "re-read to be sure");
+    }
+
+    #[test]
+    fn a_read_overtaken_by_an_event_that_did_not_resolve_is_repeated() {
+        let (view, mut f) = follower();
+        listed(&mut f, &[], &[]);
+        f.follow(wanting(&[("users", &["users"])]));
+        assert_eq!(f.next_fetch(), Some(r("users")));
+        // Not named for a moment: the watch event that comes then resolves nothing.
+        f.follow(Wanted::new());
+        f.on_event(USER, Event::Apply(secret("users", &[], &[("users", "a")])));
+        f.follow(wanting(&[("users", &["users"])]));
+        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "old")])));
+        assert!(!view.resolved(&r("users")), "the read is older than the event");
+        assert_eq!(f.next_fetch(), Some(r("users")), "read again");
+        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "a")])));
+        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"a"[..]));
     }
 
     #[test]
