@@ -24,8 +24,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::credentials::{self, Mode, Outcome};
+use super::generated::Generated;
 use super::lifecycle::{self, Demotion, Named};
-use super::reconcile::Generated;
 use super::secret::{Markers, owned_by};
 use super::status::{self, Cond, SecretFacts, Verdict};
 use super::{Error, ORG_ACTIVE_SECRET_CONDITION, State};

@@ -58,11 +58,15 @@
 //! organizations). A Retiring secret is requeued exactly at the end of its grace period.
 
 mod activate;
+mod api;
 mod credentials;
 pub mod generate;
+mod generated;
 mod lifecycle;
+mod obtain;
 mod pending;
 mod reconcile;
+mod retire;
 pub mod rollout;
 pub mod secret;
 mod status;
@@ -71,7 +75,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -218,6 +222,18 @@ pub async fn run_in(ctx: Arc<Context>, namespace: Option<String>) {
     run_unit(ctx, unit).await;
 }
 
+/// The ClientSecrets a cache feed lists or applies; a deletion is the finalizer's business.
+fn applied(
+    changes: impl Stream<Item = Change<ClientSecret>> + Send + 'static,
+) -> impl Stream<Item = Arc<ClientSecret>> + Send + 'static {
+    changes.filter_map(|change| {
+        std::future::ready(match change {
+            Change::Deleted(_) => None,
+            Change::Listed(cs) | Change::Applied(cs) => Some(cs),
+        })
+    })
+}
+
 async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
     let client = ctx.client.clone();
     // ClientSecrets and Organizations come from the shared caches: no watches of their own.
@@ -232,12 +248,7 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
         );
         return;
     };
-    let changed = changes.filter_map(|change| {
-        std::future::ready(match change {
-            Change::Deleted(_) => None,
-            Change::Listed(cs) | Change::Applied(cs) => Some(cs),
-        })
-    });
+    let changed = applied(changes);
     let org_changes = org_changes.map(|change| change.object().clone());
     let controller = Controller::for_shared_stream(changed, store.clone());
     let secrets_cfg =
