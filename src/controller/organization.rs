@@ -228,6 +228,20 @@ async fn check(org: &Organization, data: &Data) -> Result<Verdict, Error> {
         problems.push(describe_conflict(org, &conflict));
     }
     problems.extend(missing_secrets(org, &data.ctx).await?);
+    problems.extend(setting_problems(org));
+    Ok(match problems.first() {
+        None => Ok(()),
+        Some((reason, _)) => Err((
+            reason,
+            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+        )),
+    })
+}
+
+/// The checks of step 3 that look at this organization's spec alone: the e-mail sender, the
+/// allowed origins and the redirect URIs.
+fn setting_problems(org: &Organization) -> Vec<(&'static str, String)> {
+    let mut problems: Vec<(&'static str, String)> = vec![];
     if let Some(problem) = org
         .spec
         .login_methods
@@ -266,13 +280,7 @@ async fn check(org: &Organization, data: &Data) -> Result<Verdict, Error> {
             ),
         ));
     }
-    Ok(match problems.first() {
-        None => Ok(()),
-        Some((reason, _)) => Err((
-            reason,
-            problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
-        )),
-    })
+    problems
 }
 
 fn describe_conflict(org: &Organization, c: &Conflict<'_>) -> (&'static str, String) {
