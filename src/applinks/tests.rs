@@ -4,8 +4,9 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
+use super::verify::glob;
 use super::*;
-use crate::crd::{NativeAppSpec, OrganizationRef};
+use crate::crd::{NativeAppSpec, OrganizationRef, Platform};
 
 const FP1: &str = "14:6D:E9:83:C5:73:06:50:D8:EE:B9:95:2F:34:FC:64:16:A0:83:42:E6:1D:BE:A8:8A:04:96:B2:3F:CF:44:E5";
 const FP2: &str = "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99";
@@ -118,10 +119,10 @@ fn assetlink_entries(text: &str) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-#[test]
-fn mixed_apps_on_two_hosts_give_exactly_the_documented_files() {
-    let orgs = vec![org("ns", "acme", &["https://acme.com"])];
-    let apps = vec![
+/// Six apps of organization ns/acme: on app.acme.com two iOS apps and an Android build share
+/// `/shop` and one iOS app takes the root; pay.acme.com has one app on both platforms.
+fn apps_on_two_hosts() -> Vec<Arc<NativeApp>> {
+    vec![
         ios(
             "ns",
             "shop-ios",
@@ -158,7 +159,13 @@ fn mixed_apps_on_two_hosts_give_exactly_the_documented_files() {
             14,
         ),
         ios("ns", "pay-ios", "acme", "com.acme.pay", "https://pay.acme.com/auth", 15),
-    ];
+    ]
+}
+
+#[test]
+fn mixed_apps_on_two_hosts_give_exactly_the_documented_files() {
+    let orgs = vec![org("ns", "acme", &["https://acme.com"])];
+    let apps = apps_on_two_hosts();
     let first = listed_on("APP.acme.com", &orgs, &apps);
     assert_eq!(first.len(), 4);
     let files = host_files(&first);
@@ -216,8 +223,9 @@ fn app_id_redirect_uri_and_coverage() {
     assert_eq!(AppLink::parse("https://127.0.0.1/y"), Err(AppLinkError::Malformed));
 }
 
-#[test]
-fn registration_problems() {
+/// Two organizations, and apps registered with every kind of problem (and without): on the
+/// website, on a wildcard origin, of no organization, clashing app IDs, a squatted host.
+fn registrations() -> (Vec<Arc<Organization>>, Vec<Arc<NativeApp>>) {
     let orgs = vec![
         org("ns", "acme", &["https://acme.com", "https://*.acme.com"]),
         org("ns", "other", &[]),
@@ -255,6 +263,12 @@ fn registration_problems() {
         ),
         ios("ns", "squatter", "other", "com.other.app", "https://app.acme.com/z", 8),
     ];
+    (orgs, apps)
+}
+
+#[test]
+fn registration_problems() {
+    let (orgs, apps) = registrations();
     let problem = |name: &str| {
         let a = apps.iter().find(|a| a.metadata.name.as_deref() == Some(name)).unwrap();
         check(a, &orgs, &apps).err().map(|p| p.reason())
