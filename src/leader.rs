@@ -356,7 +356,7 @@ pub async fn lead<W, Fut>(
     let lease = format!("{}/{}", config.namespace, config.name);
     let identity = config.identity.clone();
     let renew_deadline = config.renew_deadline;
-    let (state_tx, mut state) = watch::channel(Term::default());
+    let (state_tx, state) = watch::channel(Term::default());
     let (stop_tx, stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
     if let Err(err) = std::thread::Builder::new()
@@ -366,14 +366,37 @@ pub async fn lead<W, Fut>(
         tracing::error!(%lease, error = %err, "cannot start the leader-election thread; controllers not started");
         return;
     }
+    let leading = work_while_leading(&lease, &identity, &metrics, state, shutdown, work).await;
+    // The controllers are stopped: the thread may release the lease now.
+    let _ = stop_tx.send(());
+    let ended = tokio::time::timeout(renew_deadline + Duration::from_secs(1), done_rx).await;
+    if leading {
+        metrics.set_leader(false, "released");
+    }
+    report_end(&lease, ended);
+}
+
+/// Runs `work` during each term `state` reports, until `shutdown` resolves or the election
+/// thread goes away. Returns whether this replica was leading when `shutdown` came.
+async fn work_while_leading<W, Fut>(
+    lease: &str,
+    identity: &str,
+    metrics: &Metrics,
+    mut state: watch::Receiver<Term>,
+    shutdown: impl Future<Output = ()>,
+    work: W,
+) -> bool
+where
+    W: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     tokio::pin!(shutdown);
-    let mut leading = false;
     loop {
         let term = tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => return false,
             t = state.wait_for(|t| t.leading) => match t {
                 Ok(t) => t.term,
-                Err(_) => break,
+                Err(_) => return false,
             },
         };
         tracing::info!(%lease, %identity, "acquired the leader lease; starting the controllers");
@@ -386,18 +409,15 @@ pub async fn lead<W, Fut>(
         task.abort();
         let _ = task.await;
         if shutting_down {
-            leading = true;
-            break;
+            return true;
         }
         metrics.set_leader(false, "lost");
         tracing::warn!(%lease, %identity, "lost the leader lease; controllers stopped");
     }
-    // The controllers are stopped: the thread may release the lease now.
-    let _ = stop_tx.send(());
-    let ended = tokio::time::timeout(renew_deadline + Duration::from_secs(1), done_rx).await;
-    if leading {
-        metrics.set_leader(false, "released");
-    }
+}
+
+/// Logs how the election thread ended (`Err`: it did not report in time).
+fn report_end(lease: &str, ended: Result<Result<Ended, oneshot::error::RecvError>, tokio::time::error::Elapsed>) {
     match ended {
         Ok(Ok(Ended::NotHeld)) => {}
         Ok(Ok(Ended::Released)) => tracing::info!(%lease, "controllers stopped; leader lease released"),
@@ -474,36 +494,4 @@ async fn campaign(mut elector: Elector, state: watch::Sender<Term>, mut stop: on
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(retry: u64, renew: u64, duration: u64) -> LeaseConfig {
-        LeaseConfig {
-            name: "l".into(),
-            namespace: "n".into(),
-            identity: "me".into(),
-            duration: Duration::from_secs(duration),
-            renew_deadline: Duration::from_secs(renew),
-            retry_period: Duration::from_secs(retry),
-        }
-    }
-
-    #[test]
-    fn timings_must_be_ordered() {
-        assert!(config(2, 10, 15).validate().is_ok());
-        assert!(config(2, 15, 15).validate().is_err());
-        assert!(config(10, 10, 15).validate().is_err());
-        assert!(config(0, 10, 15).validate().is_err());
-        let mut c = config(1, 2, 3);
-        c.duration = Duration::from_millis(3500);
-        assert_eq!(c.validate(), Err(LeaseConfigError::Duration(c.duration)));
-    }
-
-    #[test]
-    fn identities_are_unique_per_process_start() {
-        let a = identity(Some("pod-0"));
-        let b = identity(Some("pod-0"));
-        assert!(a.starts_with("pod-0_"));
-        assert_ne!(a, b);
-    }
-}
+mod tests;
