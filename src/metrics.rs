@@ -124,6 +124,49 @@ struct Inner {
     leadership_changes: Family<LeadershipLabels, Counter>,
 }
 
+impl Inner {
+    /// Registers every metric family under its name and help text, in exposition order.
+    fn register_families(&mut self) {
+        self.registry
+            .register("reconciles", "Reconciles finished, per kind", self.reconciles.clone());
+        self.registry.register(
+            "reconcile_errors",
+            "Reconciles that ended in an error, per kind and error reason",
+            self.reconcile_errors.clone(),
+        );
+        self.registry.register(
+            "reconcile_duration_seconds",
+            "How long reconciles took, per kind",
+            self.reconcile_seconds.clone(),
+        );
+        self.registry.register(
+            "http_requests",
+            "Requests answered by the public server, per method, matched route and status",
+            self.http_requests.clone(),
+        );
+        self.registry.register(
+            "http_request_duration_seconds",
+            "Latency of the public server, per method and matched route",
+            self.http_seconds.clone(),
+        );
+        self.registry.register(
+            "logins",
+            "Finished login attempts, per method and outcome",
+            self.logins.clone(),
+        );
+        self.registry.register(
+            "leader",
+            "1 while this replica holds the leader lease and runs the controllers",
+            self.leader.clone(),
+        );
+        self.registry.register(
+            "leadership_changes",
+            "Leader lease events of this replica: acquired, lost, released",
+            self.leadership_changes.clone(),
+        );
+    }
+}
+
 impl Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
@@ -150,68 +193,23 @@ impl Metrics {
     /// A fresh registry. With `caches`, every scrape also reports ClientSecrets per phase and
     /// the age of each organization's active secret, computed from them.
     pub fn new(caches: Option<Caches>) -> Metrics {
-        let mut registry = Registry::with_prefix("centralauth");
-        let reconciles = Family::<KindLabels, Counter>::default();
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_seconds = HistogramFamily::new_with_constructor(reconcile_histogram as fn() -> Histogram);
-        let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_seconds = HistogramFamily::new_with_constructor(http_histogram as fn() -> Histogram);
-        let logins = Family::<LoginLabels, Counter>::default();
-        let leader = Gauge::default();
-        let leadership_changes = Family::<LeadershipLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles finished, per kind", reconciles.clone());
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that ended in an error, per kind and error reason",
-            reconcile_errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "How long reconciles took, per kind",
-            reconcile_seconds.clone(),
-        );
-        registry.register(
-            "http_requests",
-            "Requests answered by the public server, per method, matched route and status",
-            http_requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Latency of the public server, per method and matched route",
-            http_seconds.clone(),
-        );
-        registry.register(
-            "logins",
-            "Finished login attempts, per method and outcome",
-            logins.clone(),
-        );
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease and runs the controllers",
-            leader.clone(),
-        );
-        registry.register(
-            "leadership_changes",
-            "Leader lease events of this replica: acquired, lost, released",
-            leadership_changes.clone(),
-        );
+        let mut inner = Inner {
+            registry: Registry::with_prefix("centralauth"),
+            reconciles: Family::<KindLabels, Counter>::default(),
+            reconcile_errors: Family::<ErrorLabels, Counter>::default(),
+            reconcile_seconds: HistogramFamily::new_with_constructor(reconcile_histogram as fn() -> Histogram),
+            http_requests: Family::<HttpLabels, Counter>::default(),
+            http_seconds: HistogramFamily::new_with_constructor(http_histogram as fn() -> Histogram),
+            logins: Family::<LoginLabels, Counter>::default(),
+            leader: Gauge::default(),
+            leadership_changes: Family::<LeadershipLabels, Counter>::default(),
+        };
+        inner.register_families();
         if let Some(caches) = caches {
-            registry.register_collector(Box::new(CacheCollector { caches }));
+            inner.registry.register_collector(Box::new(CacheCollector { caches }));
         }
-        registry.register_collector(Box::new(RuntimeCollector));
-        Metrics {
-            inner: Arc::new(Inner {
-                registry,
-                reconciles,
-                reconcile_errors,
-                reconcile_seconds,
-                http_requests,
-                http_seconds,
-                logins,
-                leader,
-                leadership_changes,
-            }),
-        }
+        inner.registry.register_collector(Box::new(RuntimeCollector));
+        Metrics { inner: Arc::new(inner) }
     }
 
     /// Starts timing one reconcile of `kind`. The reconcile is counted, and its duration
@@ -475,48 +473,4 @@ fn name_of(meta: &kube::api::ObjectMeta) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconciles_are_counted_with_errors_and_durations() {
-        let metrics = Metrics::default();
-        {
-            let timer = metrics.reconcile(Kind::ClientSecret);
-            timer.failed("Kube");
-        }
-        drop(metrics.reconcile(Kind::ClientSecret));
-        metrics.login(LoginMethod::password, LoginOutcome::failure);
-        let text = metrics.render();
-        assert!(
-            text.contains("centralauth_reconciles_total{kind=\"ClientSecret\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("centralauth_reconcile_errors_total{kind=\"ClientSecret\",reason=\"Kube\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("centralauth_reconcile_duration_seconds_count{kind=\"ClientSecret\"} 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("centralauth_logins_total{method=\"password\",outcome=\"failure\"} 1"),
-            "{text}"
-        );
-    }
-
-    #[tokio::test]
-    async fn instrument_counts_errors_by_fixed_reason() {
-        let metrics = Metrics::default();
-        let r: Result<(), &str> = metrics
-            .instrument(Kind::NativeApp, |_| "Invalid", async {
-                Err("detail that must not leak")
-            })
-            .await;
-        assert!(r.is_err());
-        let text = metrics.render();
-        assert!(text.contains("reason=\"Invalid\"} 1"), "{text}");
-        assert!(!text.contains("must not leak"));
-    }
-}
+mod tests;
