@@ -105,18 +105,8 @@ pub fn init_tracing(format: LogFormat) {
 /// serving for `--shutdown-delay`, then stop accepting and finish the requests in flight.
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let store_url = args.store.url().map_err(RunError::StoreUrl)?;
-    let store_ca_pem = match &args.store_ca_file {
-        Some(path) => Some(std::fs::read(path).map_err(|source| RunError::StoreCa {
-            path: path.clone(),
-            source,
-        })?),
-        None => None,
-    };
-    let kube_config = kube::Config::infer()
-        .await
-        .map_err(|e| RunError::KubeConfig(crate::kube_client::KubeClientError::Config(e)))?;
-    let client =
-        crate::kube_client::for_units(kube_config.clone(), args.scope().units().len()).map_err(RunError::KubeConfig)?;
+    let store_ca_pem = read_store_ca(&args)?;
+    let (kube_config, client) = connect(&args).await?;
     let lease = lease_config(&args, &client)?;
     let namespace = own_namespace(&args, &client);
     check_crds(&client).await?;
@@ -131,15 +121,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let started = tokio::time::Instant::now();
     let caches = Caches::start_scoped(&client, &scope);
     let metrics = Metrics::new(Some(caches.clone()));
-    let pod_name = std::env::var("POD_NAME").ok();
-    let ctx = controller::Context::build(
-        client.clone(),
-        args.public_base(),
-        pod_name,
-        scope,
-        metrics.clone(),
-        Some(caches.clone()),
-    );
+    let ctx = controller_context(&args, &client, scope, &caches, &metrics);
 
     let (terminating, stop_serving) = shutdown_phases(health.clone(), args.shutdown_delay);
     let controllers = run_controllers(kube_config, lease, ctx, metrics.clone(), wait_for(terminating));
@@ -179,6 +161,47 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     p.map_err(|source| RunError::Serve { what: "public", source })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The contents of `--store-ca-file`, if given.
+fn read_store_ca(args: &RunArgs) -> Result<Option<Vec<u8>>, RunError> {
+    let Some(path) = &args.store_ca_file else {
+        return Ok(None);
+    };
+    std::fs::read(path).map(Some).map_err(|source| RunError::StoreCa {
+        path: path.clone(),
+        source,
+    })
+}
+
+/// The Kubernetes configuration (kubeconfig or in-cluster) and the main client, sized for the
+/// number of watched units.
+async fn connect(args: &RunArgs) -> Result<(kube::Config, Client), RunError> {
+    let kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::KubeConfig(crate::kube_client::KubeClientError::Config(e)))?;
+    let client =
+        crate::kube_client::for_units(kube_config.clone(), args.scope().units().len()).map_err(RunError::KubeConfig)?;
+    Ok((kube_config, client))
+}
+
+/// What the controllers share, over the caches every replica keeps.
+fn controller_context(
+    args: &RunArgs,
+    client: &Client,
+    scope: crate::scope::Scope,
+    caches: &Caches,
+    metrics: &Metrics,
+) -> Arc<controller::Context> {
+    let pod_name = std::env::var("POD_NAME").ok();
+    controller::Context::build(
+        client.clone(),
+        args.public_base(),
+        pod_name,
+        scope,
+        metrics.clone(),
+        Some(caches.clone()),
+    )
 }
 
 /// The operator's own namespace (`--namespace` / `POD_NAMESPACE`, else the kubeconfig's).
