@@ -26,6 +26,10 @@
 //! Readiness waits for [`SecretsView::wait_loaded`]: until every Secret the caches name has
 //! been resolved (held, or known not to exist), a login with a right password would be refused
 //! as a wrong one.
+//!
+//! Which Secrets are wanted, and which watch delivers each, is in `selection.rs` (re-exported).
+//!
+//! [`CLIENT_SECRET_LABEL`]: crate::controller::client_secret::secret::CLIENT_SECRET_LABEL
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
@@ -40,9 +44,10 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
+mod selection;
+
+pub use self::selection::{SecretRef, Source, Wanted, wanted};
 use crate::cache::Caches;
-use crate::controller::client_secret::secret::{CLIENT_SECRET_KEY, CLIENT_SECRET_LABEL};
-use crate::crd::Organization;
 use crate::scope::WatchScope;
 
 /// How often the loop looks for cache changes.
@@ -56,22 +61,11 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between retries of a failed single-Secret read.
 const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Field selector of the user watch: Secrets of these types never hold logins.
-const USER_FIELDS: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
-/// Page size of the user watch's lists.
-const USER_PAGE_SIZE: u32 = 100;
-
-/// `(namespace, name)` of a Secret.
-pub type SecretRef = (String, String);
-
 /// The kept keys of one Secret.
 type SecretData = Arc<BTreeMap<String, Vec<u8>>>;
 
 /// What is known of a Secret the caches name: its kept keys, or that it does not exist.
 type Held = Option<SecretData>;
-
-/// The Secrets the caches name, with the keys the server reads from each.
-pub type Wanted = HashMap<SecretRef, BTreeSet<String>>;
 
 /// The data of the watched Secrets.
 #[derive(Clone)]
@@ -186,90 +180,6 @@ impl SecretsView {
         let view = SecretsView::default();
         tokio::spawn(follow(client, caches, view.clone()));
         view
-    }
-}
-
-/// The Secrets the current organizations and client secrets need, with the keys read from each.
-pub fn wanted(caches: &Caches) -> Wanted {
-    let mut refs = Wanted::new();
-    let orgs = caches.organizations.state();
-    for org in &orgs {
-        let Some(ns) = &org.metadata.namespace else { continue };
-        let methods = &org.spec.login_methods;
-        if let Some(pw) = &methods.passwords {
-            refs.entry((ns.clone(), pw.secret_name.clone()))
-                .or_default()
-                .insert(pw.key.clone());
-        }
-        if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.as_ref()) {
-            let keys = refs.entry((ns.clone(), name.clone())).or_default();
-            keys.insert("username".into());
-            keys.insert("password".into());
-        }
-    }
-    let by_name: HashMap<(&str, &str), &Organization> = orgs
-        .iter()
-        .filter_map(|o| {
-            Some((
-                (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
-                o.as_ref(),
-            ))
-        })
-        .collect();
-    for cs in caches.client_secrets.state() {
-        let Some(ns) = &cs.metadata.namespace else { continue };
-        let org = by_name.get(&(ns.as_str(), cs.spec.organization_ref.name.as_str()));
-        if org.is_some_and(|org| cs.authenticates_for(org)) {
-            let name = cs
-                .status
-                .as_ref()
-                .and_then(|s| s.secret_name.clone())
-                .unwrap_or_else(|| cs.secret_name());
-            refs.entry((ns.clone(), name))
-                .or_default()
-                .insert(CLIENT_SECRET_KEY.into());
-        }
-    }
-    refs
-}
-
-/// Which of a unit's two watches delivered an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// The label-selected watch of the ClientSecret Secrets the operator writes.
-    Operator,
-    /// The watch of every other Secret (user-provided ones).
-    User,
-}
-
-impl Source {
-    /// The label selector of this watch.
-    pub fn selector(self) -> String {
-        match self {
-            Source::Operator => CLIENT_SECRET_LABEL.to_string(),
-            Source::User => format!("!{CLIENT_SECRET_LABEL}"),
-        }
-    }
-
-    /// The watch's configuration. The user watch skips the two kinds of Secret that are large
-    /// or numerous and never hold logins (Helm release records, service-account tokens), and
-    /// lists in small pages: everything it lists is decoded, then dropped unless named, so the
-    /// page size bounds the memory a (re)list takes.
-    pub fn config(self) -> watcher::Config {
-        let config = watcher::Config::default().labels(&self.selector());
-        match self {
-            Source::Operator => config,
-            Source::User => config.fields(USER_FIELDS).page_size(USER_PAGE_SIZE),
-        }
-    }
-
-    /// The watch that delivers the events of `secret`, by its labels.
-    pub fn of(secret: &Secret) -> Source {
-        if secret.labels().contains_key(CLIENT_SECRET_LABEL) {
-            Source::Operator
-        } else {
-            Source::User
-        }
     }
 }
 
@@ -552,199 +462,4 @@ async fn follow(client: Client, caches: Caches, view: SecretsView) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::ByteString;
-    use kube::api::ObjectMeta;
-
-    fn secret(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> Secret {
-        Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some("ns".into()),
-                labels: Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
-                annotations: Some([("big".to_string(), "x".repeat(100))].into()),
-                ..Default::default()
-            },
-            data: Some(
-                data.iter()
-                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                    .collect(),
-            ),
-            ..Default::default()
-        }
-    }
-
-    fn r(name: &str) -> SecretRef {
-        ("ns".into(), name.into())
-    }
-
-    fn wanting(names: &[(&str, &[&str])]) -> Wanted {
-        names
-            .iter()
-            .map(|(n, keys)| (r(n), keys.iter().map(|k| k.to_string()).collect()))
-            .collect()
-    }
-
-    const USER: StreamId = (0, Source::User);
-    const OPERATOR: StreamId = (0, Source::Operator);
-
-    fn listed(f: &mut Follower, user: &[Secret], operator: &[Secret]) {
-        for (id, list) in [(USER, user), (OPERATOR, operator)] {
-            f.on_event(id, Event::Init);
-            for s in list {
-                f.on_event(id, Event::InitApply(s.clone()));
-            }
-            f.on_event(id, Event::InitDone);
-        }
-    }
-
-    fn follower() -> (SecretsView, Follower) {
-        let view = SecretsView::default();
-        (
-            view.clone(),
-            Follower::new(view, vec![WatchScope::Namespace("ns".into())]),
-        )
-    }
-
-    #[test]
-    fn keeps_only_named_secrets_and_read_keys() {
-        let (view, mut f) = follower();
-        f.follow(wanting(&[("users", &["users"]), ("cs-1", &[CLIENT_SECRET_KEY])]));
-        let users = secret("users", &[], &[("users", "alice:x"), ("other", "y")]);
-        let stranger = secret("unrelated", &[], &[("k", "v")]);
-        let cs = secret(
-            "cs-1",
-            &[(CLIENT_SECRET_LABEL, "cs-1")],
-            &[(CLIENT_SECRET_KEY, "s3"), ("issuer", "i")],
-        );
-        listed(&mut f, &[users, stranger], &[cs]);
-        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"alice:x"[..]));
-        assert_eq!(
-            view.value("ns", "users", "other"),
-            None,
-            "a key the server does not read is dropped"
-        );
-        assert_eq!(view.value("ns", "cs-1", "issuer"), None);
-        assert_eq!(view.value("ns", "cs-1", CLIENT_SECRET_KEY).as_deref(), Some(&b"s3"[..]));
-        assert!(!view.holds("ns", "unrelated"), "a Secret nobody names is not held");
-        assert_eq!(view.held_count(), 2);
-        assert_eq!(f.next_fetch(), None, "everything named was listed");
-    }
-
-    #[test]
-    fn a_missing_secret_is_read_once_and_then_resolved() {
-        let (view, mut f) = follower();
-        f.follow(wanting(&[("users", &["users"])]));
-        listed(&mut f, &[], &[]);
-        assert!(!view.resolved(&r("users")));
-        assert_eq!(f.next_fetch(), Some(r("users")));
-        assert_eq!(f.next_fetch(), None, "one read per Secret");
-        f.on_fetched(r("users"), None);
-        assert!(view.resolved(&r("users")), "known not to exist");
-        assert_eq!(view.value("ns", "users", "users"), None);
-        // Created later: the watch brings it.
-        f.on_event(USER, Event::Apply(secret("users", &[], &[("users", "bob:y")])));
-        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"bob:y"[..]));
-    }
-
-    #[test]
-    fn a_secret_named_after_its_events_is_read() {
-        let (view, mut f) = follower();
-        listed(&mut f, &[secret("users", &[], &[("users", "a")])], &[]);
-        assert!(!view.holds("ns", "users"));
-        f.follow(wanting(&[("users", &["users"])]));
-        assert_eq!(f.next_fetch(), Some(r("users")));
-        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "a")])));
-        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"a"[..]));
-        // No longer named: forgotten.
-        f.follow(Wanted::new());
-        assert!(!view.holds("ns", "users"));
-        assert_eq!(view.held_count(), 0);
-    }
-
-    #[test]
-    fn a_read_older_than_a_watch_event_is_ignored() {
-        let (view, mut f) = follower();
-        listed(&mut f, &[], &[]);
-        f.follow(wanting(&[("users", &["users"])]));
-        assert_eq!(f.next_fetch(), Some(r("users")));
-        f.on_event(USER, Event::Delete(secret("users", &[], &[])));
-        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "stale")])));
-        assert!(view.resolved(&r("users")));
-        assert_eq!(
-            view.value("ns", "users", "users"),
-            None,
-            "the delete came after the read"
-        );
-    }
-
-    #[test]
-    fn changes_and_deletes_follow_the_watch() {
-        let (view, mut f) = follower();
-        f.follow(wanting(&[("smtp", &["username", "password"])]));
-        listed(
-            &mut f,
-            &[secret("smtp", &[], &[("username", "u"), ("password", "p")])],
-            &[],
-        );
-        f.on_event(
-            USER,
-            Event::Apply(secret("smtp", &[], &[("username", "u"), ("password", "q")])),
-        );
-        assert_eq!(view.value("ns", "smtp", "password").as_deref(), Some(&b"q"[..]));
-        // Labelled by the operator: the other watch brings it, this one deletes it — in either order.
-        let labelled = secret(
-            "smtp",
-            &[(CLIENT_SECRET_LABEL, "x")],
-            &[("username", "u"), ("password", "q")],
-        );
-        f.on_event(OPERATOR, Event::Apply(labelled));
-        f.on_event(USER, Event::Delete(secret("smtp", &[], &[])));
-        assert!(view.holds("ns", "smtp"));
-        f.on_event(OPERATOR, Event::Delete(secret("smtp", &[], &[])));
-        assert!(!view.holds("ns", "smtp"));
-        assert!(view.resolved(&r("smtp")));
-    }
-
-    #[test]
-    fn a_relist_drops_what_it_no_longer_lists() {
-        let (view, mut f) = follower();
-        f.follow(wanting(&[("users", &["users"])]));
-        listed(&mut f, &[secret("users", &[], &[("users", "a")])], &[]);
-        f.on_event(USER, Event::Init);
-        f.on_event(USER, Event::InitDone);
-        assert!(!view.holds("ns", "users"));
-        assert_eq!(f.next_fetch(), Some(r("users")), "re-read to be sure");
-    }
-
-    #[test]
-    fn a_read_overtaken_by_an_event_that_did_not_resolve_is_repeated() {
-        let (view, mut f) = follower();
-        listed(&mut f, &[], &[]);
-        f.follow(wanting(&[("users", &["users"])]));
-        assert_eq!(f.next_fetch(), Some(r("users")));
-        // Not named for a moment: the watch event that comes then resolves nothing.
-        f.follow(Wanted::new());
-        f.on_event(USER, Event::Apply(secret("users", &[], &[("users", "a")])));
-        f.follow(wanting(&[("users", &["users"])]));
-        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "old")])));
-        assert!(!view.resolved(&r("users")), "the read is older than the event");
-        assert_eq!(f.next_fetch(), Some(r("users")), "read again");
-        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "a")])));
-        assert_eq!(view.value("ns", "users", "users").as_deref(), Some(&b"a"[..]));
-    }
-
-    #[test]
-    fn other_keys_are_read_again() {
-        let (view, mut f) = follower();
-        f.follow(wanting(&[("users", &["users"])]));
-        listed(&mut f, &[secret("users", &[], &[("users", "a"), ("alt", "b")])], &[]);
-        f.follow(wanting(&[("users", &["alt"])]));
-        assert!(!view.resolved(&r("users")));
-        assert_eq!(f.next_fetch(), Some(r("users")));
-        f.on_fetched(r("users"), Some(secret("users", &[], &[("users", "a"), ("alt", "b")])));
-        assert_eq!(view.value("ns", "users", "alt").as_deref(), Some(&b"b"[..]));
-        assert_eq!(view.value("ns", "users", "users"), None);
-    }
-}
+mod tests;

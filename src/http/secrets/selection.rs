@@ -1,0 +1,107 @@
+//! Which Secrets the request path needs (named by the caches, with the keys read from each),
+//! and which of a unit's two watches delivers each.
+
+use std::collections::{BTreeSet, HashMap};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::watcher;
+
+use crate::cache::Caches;
+use crate::controller::client_secret::secret::{CLIENT_SECRET_KEY, CLIENT_SECRET_LABEL};
+use crate::crd::Organization;
+
+/// Field selector of the user watch: Secrets of these types never hold logins.
+const USER_FIELDS: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
+/// Page size of the user watch's lists.
+const USER_PAGE_SIZE: u32 = 100;
+
+/// `(namespace, name)` of a Secret.
+pub type SecretRef = (String, String);
+
+/// The Secrets the caches name, with the keys the server reads from each.
+pub type Wanted = HashMap<SecretRef, BTreeSet<String>>;
+
+/// The Secrets the current organizations and client secrets need, with the keys read from each.
+pub fn wanted(caches: &Caches) -> Wanted {
+    let mut refs = Wanted::new();
+    let orgs = caches.organizations.state();
+    for org in &orgs {
+        let Some(ns) = &org.metadata.namespace else { continue };
+        let methods = &org.spec.login_methods;
+        if let Some(pw) = &methods.passwords {
+            refs.entry((ns.clone(), pw.secret_name.clone()))
+                .or_default()
+                .insert(pw.key.clone());
+        }
+        if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.as_ref()) {
+            let keys = refs.entry((ns.clone(), name.clone())).or_default();
+            keys.insert("username".into());
+            keys.insert("password".into());
+        }
+    }
+    let by_name: HashMap<(&str, &str), &Organization> = orgs
+        .iter()
+        .filter_map(|o| {
+            Some((
+                (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
+                o.as_ref(),
+            ))
+        })
+        .collect();
+    for cs in caches.client_secrets.state() {
+        let Some(ns) = &cs.metadata.namespace else { continue };
+        let org = by_name.get(&(ns.as_str(), cs.spec.organization_ref.name.as_str()));
+        if org.is_some_and(|org| cs.authenticates_for(org)) {
+            let name = cs
+                .status
+                .as_ref()
+                .and_then(|s| s.secret_name.clone())
+                .unwrap_or_else(|| cs.secret_name());
+            refs.entry((ns.clone(), name))
+                .or_default()
+                .insert(CLIENT_SECRET_KEY.into());
+        }
+    }
+    refs
+}
+
+/// Which of a unit's two watches delivered an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The label-selected watch of the ClientSecret Secrets the operator writes.
+    Operator,
+    /// The watch of every other Secret (user-provided ones).
+    User,
+}
+
+impl Source {
+    /// The label selector of this watch.
+    pub fn selector(self) -> String {
+        match self {
+            Source::Operator => CLIENT_SECRET_LABEL.to_string(),
+            Source::User => format!("!{CLIENT_SECRET_LABEL}"),
+        }
+    }
+
+    /// The watch's configuration. The user watch skips the two kinds of Secret that are large
+    /// or numerous and never hold logins (Helm release records, service-account tokens), and
+    /// lists in small pages: everything it lists is decoded, then dropped unless named, so the
+    /// page size bounds the memory a (re)list takes.
+    pub fn config(self) -> watcher::Config {
+        let config = watcher::Config::default().labels(&self.selector());
+        match self {
+            Source::Operator => config,
+            Source::User => config.fields(USER_FIELDS).page_size(USER_PAGE_SIZE),
+        }
+    }
+
+    /// The watch that delivers the events of `secret`, by its labels.
+    pub fn of(secret: &Secret) -> Source {
+        if secret.labels().contains_key(CLIENT_SECRET_LABEL) {
+            Source::Operator
+        } else {
+            Source::User
+        }
+    }
+}
