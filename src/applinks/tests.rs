@@ -348,3 +348,11 @@ fn globs_and_hosts() {
     let long = format!("{}.com", "a".repeat(250));
     assert!(configmap_name(&long).len() <= 253);
 }
+
+#[test]
+fn the_host_prefilter_never_drops_a_link_on_the_host() {
+    assert!(super::may_be_on("https://APP.Example.com/auth", "app.example.com"));
+    assert!(super::may_be_on("https://bücher.example/auth", "xn--bcher-kva.example"));
+    assert!(super::may_be_on("https://%61pp.example.com/auth", "app.example.com"));
+    assert!(!super::may_be_on("https://other.example.com/auth", "app.example.com"));
+}

@@ -38,7 +38,7 @@ def tenant(ns, suffix, i, pw_hash):
         {"apiVersion": "centralauth.io/v1alpha1", "kind": "NativeApp", "metadata": {"name": f"app-{i:05d}", "namespace": ns},
          "spec": {"organizationRef": {"name": org}, "displayName": f"App {i}", "platform": "iOS",
                   "bundleId": f"com.example.t{i:05d}", "teamId": "ABCDE12345",
-                  "appLink": f"https://app.bench.invalid/t{i:05d}/auth"}},
+                  "appLink": f"https://t{i:05d}.apps.bench.invalid/auth"}},
     ]
 
 
