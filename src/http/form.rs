@@ -147,3 +147,9 @@ mod tests {
         assert!(basic(&h).is_err());
     }
 }
+
+impl crate::flow::authorize::Query for Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        Params::get(self, name)
+    }
+}
