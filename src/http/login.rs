@@ -10,7 +10,7 @@
 //!
 //! `translations` (base64 JSON, the official client's `Translations` keys `loginPageIntro`,
 //! `emailAddress`, `login`, plus `password`, `loginPagePasswordError` and the e-mail steps'
-//! keys listed in the README) replaces the texts it names.
+//! keys listed in `docs/login-server.md`) replaces the texts it names.
 
 use std::net::{IpAddr, SocketAddr};
 
