@@ -130,8 +130,8 @@ pub enum Started {
     LoginRequired(ErrorRedirect),
     /// The form must be shown; the request is stored under `login_id`.
     Form {
-        /// The stored request.
-        login: LoginRequest,
+        /// The stored request (boxed: the other variants are small).
+        login: Box<LoginRequest>,
         /// The login ID (a bearer value the browser holds).
         login_id: String,
         /// The CSRF token (the form's hidden field and the `ca_csrf` cookie).
@@ -312,7 +312,7 @@ impl Flows {
         let login_id = grant::random_token();
         json::put(self.store.as_ref(), &login_key(&login_id), &req, LOGIN_TTL).await?;
         Ok(Started::Form {
-            login: req,
+            login: Box::new(req),
             login_id,
             csrf,
         })

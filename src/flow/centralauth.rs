@@ -220,7 +220,7 @@ impl Flows {
         if let Some(domain) = domain {
             let allowed = crate::origin::origin_allowed(domain, &org.spec.allowed_origins)
                 || self
-                    .native_apps_of(&org)
+                    .native_apps_of(org)
                     .iter()
                     .any(|a| redirect::parse(&a.spec.app_link).is_ok_and(|l| l.origin() == domain));
             if !allowed {

@@ -120,6 +120,12 @@ pub fn basic(headers: &HeaderMap) -> Result<Option<BasicCredentials>, FormError>
     }))
 }
 
+impl crate::flow::authorize::Query for Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        Params::get(self, name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,11 +151,5 @@ mod tests {
         assert_eq!((c.client_id.as_str(), c.secret.as_str()), ("my:id", "s+cret"));
         h.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert!(basic(&h).is_err());
-    }
-}
-
-impl crate::flow::authorize::Query for Params {
-    fn get(&self, name: &str) -> Option<&str> {
-        Params::get(self, name)
     }
 }

@@ -17,9 +17,7 @@ async fn main() {
     let cold_old = cold_verifications(secret, &old, n).await;
     let cold_new = cold_verifications(secret, &secrets, n * 100).await;
     let v = SecretVerifier::new(1);
-    v.authenticate_client("cid", secret, &secrets)
-        .await
-        .expect("warm up");
+    v.authenticate_client("cid", secret, &secrets).await.expect("warm up");
     let hits = n * 1000;
     let t = Instant::now();
     for _ in 0..hits {
@@ -47,11 +45,7 @@ async fn cold_verifications(secret: &str, secrets: &[Candidate<'_>], n: u32) -> 
     let t = Instant::now();
     for i in 0..n {
         let client_id = format!("cold-{i}");
-        assert!(
-            v.authenticate_client(&client_id, secret, secrets)
-                .await
-                .is_some()
-        );
+        assert!(v.authenticate_client(&client_id, secret, secrets).await.is_some());
     }
     t.elapsed()
 }
