@@ -52,8 +52,6 @@ pub enum SendOutcome {
 pub enum CodeOutcome {
     /// Logged in.
     Completed(Completed),
-    /// No code waits for this login (expired, used, or never sent).
-    Expired,
     /// Too many wrong codes from this attempter.
     Throttled {
         /// The address the code went to.
@@ -61,21 +59,13 @@ pub enum CodeOutcome {
     },
     /// Not 5 digits (not counted).
     Malformed {
-        /// The address the code went to.
+        /// The address the pending code went to (empty when none is pending).
         email: String,
     },
-    /// Wrong (counted).
-    Wrong {
-        /// The address the code went to.
-        email: String,
-        /// Guesses left for this code.
-        attempts_left: u64,
-    },
-    /// Wrong too often: the code no longer works.
-    Burned {
-        /// The address the code went to.
-        email: String,
-    },
+    /// The code did not log the user in, as [`otp::verify`] judged it: [`Verdict::Wrong`]
+    /// (counted), [`Verdict::Burned`] or [`Verdict::Missing`] (no code waits for this login:
+    /// expired, used, or never sent).
+    Refused(Verdict),
 }
 
 impl Flows {
@@ -132,7 +122,7 @@ impl Flows {
         let policy = &self.settings.email_codes;
         let Some(email) = otp::pending_email(store, &p.login_id).await? else {
             self.metrics.login(LoginMethod::email, LoginOutcome::failure);
-            return Ok(CodeOutcome::Expired);
+            return Ok(CodeOutcome::Refused(Verdict::Missing));
         };
         let attempter = Attempter::of(self, p, &email, from.addr, from.device_cookie);
         let failures = attempter.counters(throttle::EMAIL_CODE, policy.failures);
@@ -167,9 +157,8 @@ impl Flows {
                     .unwrap_or_default();
                 CodeOutcome::Malformed { email }
             }
-            Verdict::Wrong { email, attempts_left } => CodeOutcome::Wrong { email, attempts_left },
-            Verdict::Burned { email } => CodeOutcome::Burned { email },
-            Verdict::Missing | Verdict::Accepted { .. } => CodeOutcome::Expired,
+            Verdict::Accepted { .. } => CodeOutcome::Refused(Verdict::Missing),
+            refused => CodeOutcome::Refused(refused),
         }
     }
 

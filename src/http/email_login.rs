@@ -13,7 +13,7 @@ use super::html::{self, alert, escape, hidden_fields, text};
 use super::login::{self, Posted};
 use crate::flow::authorize::LoginRequest;
 use crate::flow::email::{CodeOutcome, SendOutcome};
-use crate::oauth::otp::SendGate;
+use crate::oauth::otp::{SendGate, Verdict};
 
 /// `POST /login/email`: sends a code to the address of the form and shows the code form.
 pub async fn send_code(State(state): State<AppState>, req: Request) -> Response {
@@ -62,7 +62,6 @@ pub async fn check_code(State(state): State<AppState>, req: Request) -> Response
 fn refused_or_done(state: &AppState, p: &Posted, outcome: CodeOutcome) -> Response {
     match outcome {
         CodeOutcome::Completed(done) => login::completed(state, done),
-        CodeOutcome::Expired => first_page(state, p, None, &expired(&p.login), StatusCode::UNAUTHORIZED),
         CodeOutcome::Throttled { email } => {
             let msg = "Too many wrong codes. Wait a few minutes, then ask for a new code.";
             code_page(state, p, &email, Some(msg), StatusCode::TOO_MANY_REQUESTS)
@@ -75,7 +74,7 @@ fn refused_or_done(state: &AppState, p: &Posted, outcome: CodeOutcome) -> Respon
             );
             code_page(state, p, &email, Some(&msg), StatusCode::BAD_REQUEST)
         }
-        CodeOutcome::Wrong { email, attempts_left } => {
+        CodeOutcome::Refused(Verdict::Wrong { email, attempts_left }) => {
             let msg = match p.login.translations.get("loginPageEmailError") {
                 Some(t) => t.clone(),
                 None if attempts_left == 1 => "The code is wrong. 1 attempt left.".to_string(),
@@ -83,13 +82,16 @@ fn refused_or_done(state: &AppState, p: &Posted, outcome: CodeOutcome) -> Respon
             };
             code_page(state, p, &email, Some(&msg), StatusCode::UNAUTHORIZED)
         }
-        CodeOutcome::Burned { email } => {
+        CodeOutcome::Refused(Verdict::Burned { email }) => {
             let msg = text(
                 &p.login,
                 "loginPageCodeBurned",
                 "The code was entered wrongly too often and no longer works. Ask for a new code.",
             );
             first_page(state, p, Some(&email), &msg, StatusCode::UNAUTHORIZED)
+        }
+        CodeOutcome::Refused(Verdict::Missing | Verdict::Malformed | Verdict::Accepted { .. }) => {
+            first_page(state, p, None, &expired(&p.login), StatusCode::UNAUTHORIZED)
         }
     }
 }
