@@ -122,7 +122,7 @@ fn page(message: impl Into<Cow<'static, str>>) -> Refusal {
     Refusal::Page(message.into())
 }
 
-/// What [`Flows::start`] decided.
+/// What [`Flows::start_login`] decided.
 pub enum Started {
     /// A live session of the organization was reused: redirect with the code.
     Finished(String),

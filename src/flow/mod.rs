@@ -38,10 +38,8 @@ use crate::oauth::keys::RotationPolicy;
 use crate::oauth::otp::OtpPolicy;
 use crate::oauth::throttle::Limits;
 use crate::oauth::verifier::SecretVerifier;
-use crate::store::{Store, StoreUrl};
+use crate::store::{Store, StoreError, StoreUrl};
 use crate::tenant::PublicBase;
-
-pub use crate::store::StoreError;
 
 /// Tunables of the public server.
 #[derive(Clone, Debug)]

@@ -36,10 +36,8 @@ use axum::response::Response;
 use axum::routing::{any, get, post};
 use tracing::Instrument;
 
-use crate::cache::Caches;
+use crate::flow::Flows;
 pub use crate::flow::Settings;
-use crate::flow::{Flows, StoreError};
-use crate::tenant::PublicBase;
 
 /// What the public handlers share, behind one `Arc`: axum clones the state for every
 /// middleware and handler of every request, so a clone must cost one atomic increment (a
@@ -56,18 +54,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Starts the protocol service ([`Flows::start`]: store, Secret watchers, signing keys;
-    /// the caches must already run) and the pre-warm loop of the client-secret cache.
-    pub fn start(
-        client: kube::Client,
-        caches: Caches,
-        public: PublicBase,
-        settings: Settings,
-        metrics: crate::metrics::Metrics,
-    ) -> Result<AppState, StoreError> {
-        let flows = Arc::new(Flows::start(client, caches, public, settings, metrics)?);
+    /// Serves `flows` (see [`Flows::start`]: store, Secret watchers, signing keys) and starts
+    /// the pre-warm loop of its client-secret cache.
+    pub fn start(flows: Flows) -> AppState {
+        let flows = Arc::new(flows);
         tokio::spawn(crate::flow::clients::prewarm(flows.clone()));
-        Ok(AppState(flows))
+        AppState(flows)
     }
 }
 
