@@ -40,24 +40,20 @@ fn mentions(dir: &str, path: &str) -> Vec<String> {
     found
 }
 
+/// Fails with every code line of `src/<dir>` that mentions `path`, and `why`.
+fn assert_never_mentions(dir: &str, path: &str, why: &str) {
+    let found = mentions(dir, path);
+    assert!(found.is_empty(), "{why}:\n{}", found.join("\n"));
+}
+
 #[test]
 fn the_http_adapter_never_imports_the_store() {
-    let found = mentions("http", "crate::store");
-    assert!(
-        found.is_empty(),
-        "src/http must go through crate::flow:\n{}",
-        found.join("\n")
-    );
+    assert_never_mentions("http", "crate::store", "src/http must go through crate::flow");
 }
 
 #[test]
 fn the_protocol_library_never_imports_the_resource_types() {
-    let found = mentions("oauth", "crate::crd");
-    assert!(
-        found.is_empty(),
-        "src/oauth takes plain values, not resources:\n{}",
-        found.join("\n")
-    );
+    assert_never_mentions("oauth", "crate::crd", "src/oauth takes plain values, not resources");
 }
 
 /// The functions of `text` longer than `max` lines (from `fn` to the closing brace at the
