@@ -170,7 +170,12 @@ impl From<FlowError> for OAuthError {
 impl From<FlowError> for CaError {
     fn from(e: FlowError) -> CaError {
         let (code, message): (CaCode, &'static str) = match e {
-            FlowError::Unavailable(_) => (CaCode::GenericError, "the session store is unavailable; retry later"),
+            FlowError::Unavailable(why) => {
+                return CaError {
+                    code: CaCode::GenericError,
+                    message: format!("{why}; retry later").into(),
+                };
+            }
             FlowError::NoReadableSecret => (
                 CaCode::GenericError,
                 "the organization has no active client secret that the server can read; activate one",
@@ -230,7 +235,9 @@ mod tests {
             "down".into(),
         )));
         assert_eq!(OAuthError::from(store.clone()).status(), 503);
-        assert_eq!(CaError::from(store).status(), 503);
+        let answer = CaError::from(store);
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.message, "the session store is unavailable; retry later");
     }
 
     #[test]
