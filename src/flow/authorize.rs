@@ -18,7 +18,7 @@ use super::Flows;
 use super::directory::{Site, org_key};
 use super::login::{LOGIN_TTL, LoginError, login_key};
 use crate::crd::Organization;
-use crate::oauth::grant::{self, OrgKey, Protocol, Session};
+use crate::oauth::grant::{self, AuthRequest, OrgKey, Protocol, Session};
 use crate::oauth::prompt::{Decision, Prompt};
 use crate::oauth::{pkce, redirect};
 use crate::store::{hashed, json};
@@ -29,30 +29,19 @@ pub trait Query {
     fn get(&self, name: &str) -> Option<&str>;
 }
 
-/// A validated authorization request waiting for the user.
+/// A validated authorization request waiting for the user: what its code will carry, and what
+/// the login pages need.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginRequest {
-    /// Organization.
-    pub org: OrgKey,
-    /// Client ID.
-    pub client_id: String,
-    /// Which protocol started it.
-    pub protocol: Protocol,
-    /// Redirect URI, as sent.
-    pub redirect_uri: String,
+    /// What the code will carry (organization, client, protocol, redirect URI, PKCE, app,
+    /// scope, nonce).
+    #[serde(flatten)]
+    pub request: AuthRequest,
     /// `state`, as sent.
     pub state: Option<String>,
-    /// S256 challenge.
-    pub code_challenge: Option<String>,
-    /// Native app.
-    pub app_id: Option<String>,
     /// Native device.
     pub device_id: Option<String>,
-    /// Scope (standard endpoints).
-    pub scope: Option<String>,
-    /// OIDC nonce.
-    pub nonce: Option<String>,
     /// SHA-256 of the CSRF token.
     pub csrf_hash: String,
     /// `embed=1` was asked and the organization has `allowedOrigins` that may frame the page.
@@ -290,15 +279,18 @@ impl Flows {
     ) -> Result<Started, LoginError> {
         let now = crate::oauth::now();
         let session = match (prompt.reauthenticate, session_cookie) {
-            (false, Some(sid)) => self.live_session(sid, &req.org, now).await,
+            (false, Some(sid)) => self.live_session(sid, &req.request.org, now).await,
             _ => None,
         };
         match (prompt.decide(session.as_ref().map(|s| s.created_at), now), session) {
             (Decision::Reuse, Some(session)) => return Ok(Started::Finished(self.finish(&req, &session).await?)),
             (Decision::LoginRequired, _) => {
-                let issuer = self.org_by_key(&req.org).map(|o| self.issuer(&o)).unwrap_or_default();
+                let issuer = self
+                    .org_by_key(&req.request.org)
+                    .map(|o| self.issuer(&o))
+                    .unwrap_or_default();
                 return Ok(Started::LoginRequired(ErrorRedirect {
-                    uri: req.redirect_uri.clone(),
+                    uri: req.request.redirect_uri.clone(),
                     error: "login_required",
                     description: "the user must log in, and prompt=none forbids showing the login page".into(),
                     state: req.state.clone(),
@@ -334,16 +326,18 @@ fn login_request(protocol: Protocol, client: &Client<'_>, q: &dyn Query) -> Logi
     let org = &client.org;
     let oauth = protocol == Protocol::OAuth;
     LoginRequest {
-        org: org_key(org),
-        client_id: org.client_id().unwrap_or_default().to_string(),
-        protocol,
-        redirect_uri: client.redirect_uri.to_string(),
+        request: AuthRequest {
+            org: org_key(org),
+            client_id: org.client_id().unwrap_or_default().to_string(),
+            protocol,
+            redirect_uri: client.redirect_uri.to_string(),
+            code_challenge: q.get("code_challenge").map(String::from),
+            app_id: client.app_id.clone(),
+            scope: oauth.then(|| super::token::filter_scope(q.get("scope"))).flatten(),
+            nonce: oauth.then(|| q.get("nonce").map(String::from)).flatten(),
+        },
         state: q.get("state").map(String::from),
-        code_challenge: q.get("code_challenge").map(String::from),
-        app_id: client.app_id.clone(),
         device_id: (!oauth).then(|| q.get("device_id").map(String::from)).flatten(),
-        scope: oauth.then(|| super::token::filter_scope(q.get("scope"))).flatten(),
-        nonce: oauth.then(|| q.get("nonce").map(String::from)).flatten(),
         csrf_hash: String::new(),
         embed: !oauth
             && q.get("embed") == Some("1")
@@ -397,6 +391,23 @@ mod tests {
             assert!(!t.contains_key("x"));
         }
         assert!(decode_translations("not base64!").is_empty());
+    }
+
+    #[test]
+    fn a_stored_login_request_is_one_flat_object_as_before() {
+        // As a replica stored it before the request was a struct of its own (no `affirm` yet).
+        let older = serde_json::json!({
+            "org": {"namespace": "ns", "name": "acme", "uid": "u"}, "clientId": "cid",
+            "protocol": "OAuth", "redirectUri": "https://app.example.com/cb", "state": "s",
+            "codeChallenge": "c", "appId": null, "deviceId": null, "scope": "openid", "nonce": "n",
+            "csrfHash": "h", "embed": false, "translations": {}, "email": null, "message": null
+        });
+        let login: LoginRequest = serde_json::from_value(older.clone()).unwrap();
+        assert_eq!(login.request.scope.as_deref(), Some("openid"));
+        assert!(!login.affirm);
+        let mut stored = serde_json::to_value(&login).unwrap();
+        assert_eq!(stored.as_object_mut().unwrap().remove("affirm"), Some(false.into()));
+        assert_eq!(stored, older);
     }
 
     #[test]

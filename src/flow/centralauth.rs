@@ -100,13 +100,14 @@ impl Exchange<'_> {
     /// Whether the redeemed code `g` may be exchanged by this request (see the module
     /// documentation).
     fn check(&self, g: &CodeGrant) -> FlowResult<()> {
-        if g.protocol != Protocol::CentralAuth || self.site_org.as_ref().is_some_and(|o| *o != g.org) {
+        let r = &g.request;
+        if r.protocol != Protocol::CentralAuth || self.site_org.as_ref().is_some_and(|o| *o != r.org) {
             return Err(FlowError::CodeNotIssuedHere);
         }
-        if !self.authenticated && g.app_id.is_none() {
+        if !self.authenticated && r.app_id.is_none() {
             return Err(FlowError::WebCodeUnauthenticated);
         }
-        let same_target = match (redirect::parse(self.redirect_uri), redirect::parse(&g.redirect_uri)) {
+        let same_target = match (redirect::parse(self.redirect_uri), redirect::parse(&r.redirect_uri)) {
             (Ok(a), Ok(b)) => a.without_query() == b.without_query(),
             _ => false,
         };
@@ -114,7 +115,7 @@ impl Exchange<'_> {
             return Err(FlowError::RedirectMismatch);
         }
         pkce::verify(
-            g.code_challenge.as_deref(),
+            r.code_challenge.as_deref(),
             self.verifier,
             pkce::VerifierRules::CentralAuth,
         )
@@ -133,7 +134,7 @@ impl Flows {
         }
         let now = crate::oauth::now();
         let g = grant::redeem_code(self.store.as_ref(), r.code, now).await?;
-        let org = self.org_by_key(&g.org).ok_or(FlowError::CodeNotIssuedHere)?;
+        let org = self.org_by_key(&g.request.org).ok_or(FlowError::CodeNotIssuedHere)?;
         let exchange = Exchange {
             site_org: site_org.as_ref().map(|o| org_key(o)),
             authenticated: r.credentials.is_some(),

@@ -104,12 +104,12 @@ impl Flows {
         let sent = self.deliver(&p.org, &config, &email, &code).await;
         drop(code);
         if let Err(e) = sent {
-            tracing::warn!(org = %p.login.org.name, error = %e, "the login code e-mail could not be sent");
+            tracing::warn!(org = %p.login.request.org.name, error = %e, "the login code e-mail could not be sent");
             let _ = otp::withdraw(store, &p.login_id, &cooldown).await;
             return Ok(SendOutcome::SendFailed { email });
         }
         let _ = sends.record(store).await;
-        tracing::info!(org = %p.login.org.name, "login code e-mail sent");
+        tracing::info!(org = %p.login.request.org.name, "login code e-mail sent");
         Ok(SendOutcome::Sent { email })
     }
 

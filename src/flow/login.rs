@@ -127,7 +127,7 @@ impl Flows {
         if !cookie_ok || !crate::oauth::ct_eq(hashed(csrf).as_bytes(), login.csrf_hash.as_bytes()) {
             return Err(LoginError::Csrf(Box::new(login)));
         }
-        let org = self.org_by_key(&login.org).ok_or(LoginError::OrgGone)?;
+        let org = self.org_by_key(&login.request.org).ok_or(LoginError::OrgGone)?;
         Ok(Pending {
             login_id: login_id.to_string(),
             csrf: csrf.to_string(),
@@ -190,18 +190,18 @@ impl Flows {
         let max_age = p.org.max_session().as_secs() as i64;
         let session = Session {
             id: grant::random_token(),
-            org: login.org.clone(),
+            org: login.request.org.clone(),
             email,
             created_at: now,
             expires_at: now + max_age,
-            app_id: login.app_id.clone(),
+            app_id: login.request.app_id.clone(),
             device_id: login.device_id.clone(),
             affirmed_at: login.affirm.then_some(now),
         };
         grant::create_session(store, &session, p.org.max_inactivity()).await?;
         let claims = device::claims(
             &self.issuer(&p.org),
-            &login.org,
+            &login.request.org,
             &session.email,
             &grant::random_token(),
             now,
@@ -213,26 +213,19 @@ impl Flows {
             max_age,
             device_token,
             embed: login.embed,
-            org: login.org,
+            org: login.request.org,
         })
     }
 
     /// Issues the code of `session` for `login`; the URL to redirect to (with `affirm=1` after
     /// an affirmation, so the CentralAuth client compares the affirmed user with the one it had).
     pub async fn finish(&self, login: &LoginRequest, session: &Session) -> Result<String, LoginError> {
-        let org = self.org_by_key(&login.org).ok_or(LoginError::OrgGone)?;
+        let org = self.org_by_key(&login.request.org).ok_or(LoginError::OrgGone)?;
         let now = crate::oauth::now();
         let code_grant = CodeGrant {
-            org: login.org.clone(),
-            client_id: login.client_id.clone(),
-            protocol: login.protocol,
-            redirect_uri: login.redirect_uri.clone(),
-            code_challenge: login.code_challenge.clone(),
-            app_id: login.app_id.clone(),
+            request: login.request.clone(),
             session_id: session.id.clone(),
             email: session.email.clone(),
-            scope: login.scope.clone(),
-            nonce: login.nonce.clone(),
             auth_time: session.created_at,
             issued_at: now,
             family_id: grant::random_token(),
@@ -248,8 +241,9 @@ impl Flows {
         if login.affirm {
             params.push(("affirm", "1"));
         }
-        tracing::info!(org = %login.org.name, protocol = ?login.protocol, "login succeeded; code issued");
-        Ok(redirect::with_params(&login.redirect_uri, &params))
+        let request = &login.request;
+        tracing::info!(org = %request.org.name, protocol = ?request.protocol, "login succeeded; code issued");
+        Ok(redirect::with_params(&request.redirect_uri, &params))
     }
 }
 
@@ -269,7 +263,7 @@ impl Attempter {
     /// cookie of the organization (named [`device::cookie_name`]), if any.
     pub fn of(flows: &Flows, p: &Pending, email: &str, addr: IpAddr, device_cookie: Option<&str>) -> Attempter {
         Attempter {
-            tenant: p.login.org.uid.clone(),
+            tenant: p.login.request.org.uid.clone(),
             email: email.to_string(),
             addr,
             device: device_cookie.and_then(|token| flows.trusted_device(&p.org, token, email)),

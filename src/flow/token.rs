@@ -116,17 +116,21 @@ impl Flows {
         check_code(&g, org, c, redirect_uri, verifier)?;
         let session = self.live_grant_session(org, &g.session_id, now).await?;
         let rg = RefreshGrant {
-            org: g.org.clone(),
-            client_id: g.client_id.clone(),
+            org: g.request.org.clone(),
+            client_id: g.request.client_id.clone(),
             family_id: g.family_id.clone(),
             session_id: g.session_id.clone(),
             email: g.email.clone(),
-            scope: g.scope.clone(),
+            scope: g.request.scope.clone(),
             auth_time: g.auth_time,
-            app_id: g.app_id.clone(),
+            app_id: g.request.app_id.clone(),
         };
         let mut body = self.user_tokens(org, &rg, &g.jti, now).await?;
-        if g.scope.as_deref().is_some_and(|s| s.split(' ').any(|x| x == "openid")) {
+        if g.request
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|x| x == "openid"))
+        {
             body.id_token = Some(self.id_token(org, &g, &session, now)?);
         }
         // A replay that raced this redemption may have revoked the family meanwhile.
@@ -189,8 +193,8 @@ impl Flows {
         let claims = tokens::id_token_claims(
             &self.issuer(org),
             session,
-            &g.client_id,
-            g.nonce.as_deref(),
+            &g.request.client_id,
+            g.request.nonce.as_deref(),
             g.auth_time,
             now,
             self.settings.access_token_ttl,
@@ -327,16 +331,17 @@ fn check_code(
     redirect_uri: &str,
     verifier: Option<&str>,
 ) -> FlowResult<()> {
-    if g.protocol != Protocol::OAuth || g.org != org_key(org) || g.client_id != c.client_id {
+    let r = &g.request;
+    if r.protocol != Protocol::OAuth || r.org != org_key(org) || r.client_id != c.client_id {
         return Err(FlowError::CodeNotIssuedHere);
     }
-    if !c.confidential && g.app_id.is_none() {
+    if !c.confidential && r.app_id.is_none() {
         return Err(FlowError::ClientInvalid);
     }
-    if g.redirect_uri != redirect_uri {
+    if r.redirect_uri != redirect_uri {
         return Err(FlowError::RedirectMismatch);
     }
-    pkce::verify(g.code_challenge.as_deref(), verifier, pkce::VerifierRules::Strict)
+    pkce::verify(r.code_challenge.as_deref(), verifier, pkce::VerifierRules::Strict)
         .map_err(|e| FlowError::Pkce(e.to_string()))
 }
 

@@ -76,7 +76,7 @@ pub fn form_response(
     status: StatusCode,
 ) -> Response {
     let methods = state
-        .org_by_key(&login.org)
+        .org_by_key(&login.request.org)
         .map(|o| o.spec.login_methods.clone())
         .unwrap_or_default();
     let t = |key: &str, default: &str| escape(&text(login, key, default));
@@ -154,7 +154,7 @@ pub fn hidden_fields(login_id: &str, csrf: &str) -> String {
 /// A page of a login: the organization's logo and name above `content`, with the security
 /// headers (framing only by the organization's `allowedOrigins` with `embed=1`).
 pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status: StatusCode) -> Response {
-    let org = state.org_by_key(&login.org);
+    let org = state.org_by_key(&login.request.org);
     let name = org.as_ref().map(|o| o.spec.display_name.clone()).unwrap_or_default();
     let logo = org
         .as_ref()

@@ -188,7 +188,7 @@ pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> 
         .pending(login_id, csrf, csrf_cookie.as_deref())
         .await
         .map_err(|e| html::login_error(state, e))?;
-    let device_cookie = cookie(&headers, &device::cookie_name(&pending.login.org));
+    let device_cookie = cookie(&headers, &device::cookie_name(&pending.login.request.org));
     Ok(Posted {
         pending,
         form,

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::oauth::error::{CaCode, CaError};
+use crate::oauth::grant::AuthRequest;
 
 const UUID: &str = "0d5c2f7e-6d1b-4c1a-9b1e-2f7d8e9a0b1c";
 
@@ -14,22 +15,16 @@ fn org(name: &str) -> OrgKey {
 }
 
 fn code(app_id: Option<&str>) -> CodeGrant {
-    CodeGrant {
+    CodeGrant::for_tests(AuthRequest {
         org: org("acme"),
         client_id: "cid".into(),
         protocol: Protocol::CentralAuth,
         redirect_uri: "https://app.example.com/cb?return_to=%2Fdash".into(),
         code_challenge: Some(pkce::s256(UUID)),
         app_id: app_id.map(Into::into),
-        session_id: "s".into(),
-        email: "ada@example.com".into(),
         scope: None,
         nonce: None,
-        auth_time: 0,
-        issued_at: 0,
-        family_id: "f".into(),
-        jti: "j".into(),
-    }
+    })
 }
 
 fn web() -> Exchange<'static> {
@@ -68,10 +63,8 @@ fn each_mismatch_is_refused_with_its_code() {
         ..web()
     };
     assert_eq!(refused(&other_org, &g), Some(CaCode::SessionInvalid));
-    let oauth = CodeGrant {
-        protocol: Protocol::OAuth,
-        ..code(None)
-    };
+    let mut oauth = code(None);
+    oauth.request.protocol = Protocol::OAuth;
     assert_eq!(refused(&web(), &oauth), Some(CaCode::SessionInvalid));
     let other_path = Exchange {
         redirect_uri: "https://app.example.com/other",

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::oauth::error::OAuthError;
+use crate::oauth::grant::AuthRequest;
 use crate::tenant::tests::{created, org};
 
 const VERIFIER: &str = "oauth2-test-verifier-0123456789-abcdefghijklmnop";
@@ -12,22 +13,16 @@ fn named(name: &str) -> Organization {
 }
 
 fn code(org: &Organization) -> CodeGrant {
-    CodeGrant {
+    CodeGrant::for_tests(AuthRequest {
         org: org_key(org),
         client_id: "cid".into(),
         protocol: Protocol::OAuth,
         redirect_uri: CB.into(),
         code_challenge: Some(pkce::s256(VERIFIER)),
         app_id: None,
-        session_id: "s".into(),
-        email: "ada@example.com".into(),
         scope: Some("openid".into()),
         nonce: None,
-        auth_time: 0,
-        issued_at: 0,
-        family_id: "f".into(),
-        jti: "j".into(),
-    }
+    })
 }
 
 fn web() -> Caller {
@@ -87,10 +82,8 @@ fn the_exact_exchange_passes_and_each_mismatch_is_refused() {
     ));
     let other_org = named("other");
     let uuid = "0d5c2f7e-6d1b-4c1a-9b1e-2f7d8e9a0b1c";
-    let centralauth = CodeGrant {
-        protocol: Protocol::CentralAuth,
-        ..code(&org)
-    };
+    let mut centralauth = code(&org);
+    centralauth.request.protocol = Protocol::CentralAuth;
     for (g, org, redirect, verifier) in [
         (&g, &other_org, CB, Some(VERIFIER)),
         (&centralauth, &org, CB, Some(VERIFIER)),
@@ -105,9 +98,7 @@ fn the_exact_exchange_passes_and_each_mismatch_is_refused() {
         );
     }
     // The CentralAuth endpoint's UUID verifier is too short for the standard one.
-    let uuid_code = CodeGrant {
-        code_challenge: Some(pkce::s256(uuid)),
-        ..code(&org)
-    };
+    let mut uuid_code = code(&org);
+    uuid_code.request.code_challenge = Some(pkce::s256(uuid));
     assert!(check_code(&uuid_code, &org, &web(), CB, Some(uuid)).is_err());
 }
