@@ -12,11 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
 
 use super::Flows;
 use super::directory::{Site, org_key};
-use super::login::{LOGIN_TTL, LoginError, login_key};
+use super::login::{LOGIN_TTL, LoginError, LoginRequest, login_key};
 use crate::crd::Organization;
 use crate::oauth::grant::{self, AuthRequest, OrgKey, Protocol, Session};
 use crate::oauth::prompt::{Decision, Prompt};
@@ -27,34 +26,6 @@ use crate::store::{hashed, json};
 pub trait Query {
     /// The value of parameter `name`, if sent once.
     fn get(&self, name: &str) -> Option<&str>;
-}
-
-/// A validated authorization request waiting for the user: what its code will carry, and what
-/// the login pages need.
-#[derive(Serialize, Deserialize, Clone, Debug)]
-#[serde(rename_all = "camelCase")]
-pub struct LoginRequest {
-    /// What the code will carry (organization, client, protocol, redirect URI, PKCE, app,
-    /// scope, nonce).
-    #[serde(flatten)]
-    pub request: AuthRequest,
-    /// `state`, as sent.
-    pub state: Option<String>,
-    /// Native device.
-    pub device_id: Option<String>,
-    /// SHA-256 of the CSRF token.
-    pub csrf_hash: String,
-    /// `embed=1` was asked and the organization has `allowedOrigins` that may frame the page.
-    pub embed: bool,
-    /// Decoded `translations`.
-    pub translations: BTreeMap<String, String>,
-    /// `email` hint.
-    pub email: Option<String>,
-    /// `error_description` to show.
-    pub message: Option<String>,
-    /// CentralAuth `affirm=1`: the user must log in again, and the callback says so.
-    #[serde(default)]
-    pub affirm: bool,
 }
 
 /// Where an authorization request arrived.
@@ -391,23 +362,6 @@ mod tests {
             assert!(!t.contains_key("x"));
         }
         assert!(decode_translations("not base64!").is_empty());
-    }
-
-    #[test]
-    fn a_stored_login_request_is_one_flat_object_as_before() {
-        // As a replica stored it before the request was a struct of its own (no `affirm` yet).
-        let older = serde_json::json!({
-            "org": {"namespace": "ns", "name": "acme", "uid": "u"}, "clientId": "cid",
-            "protocol": "OAuth", "redirectUri": "https://app.example.com/cb", "state": "s",
-            "codeChallenge": "c", "appId": null, "deviceId": null, "scope": "openid", "nonce": "n",
-            "csrfHash": "h", "embed": false, "translations": {}, "email": null, "message": null
-        });
-        let login: LoginRequest = serde_json::from_value(older.clone()).unwrap();
-        assert_eq!(login.request.scope.as_deref(), Some("openid"));
-        assert!(!login.affirm);
-        let mut stored = serde_json::to_value(&login).unwrap();
-        assert_eq!(stored.as_object_mut().unwrap().remove("affirm"), Some(false.into()));
-        assert_eq!(stored, older);
     }
 
     #[test]

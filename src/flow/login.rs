@@ -9,16 +9,18 @@
 //! (byte-exact), `iss` (RFC 9207) and, after `affirm=1`, `affirm=1`.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::Flows;
-use super::authorize::LoginRequest;
 use super::directory::org_key;
 use crate::crd::Organization;
 use crate::metrics::{LoginMethod, LoginOutcome};
-use crate::oauth::grant::{self, CodeGrant, OrgKey, Session};
+use crate::oauth::grant::{self, AuthRequest, CodeGrant, OrgKey, Session};
 use crate::oauth::throttle::{Counters, Limits, Tally};
 use crate::oauth::{device, redirect};
 use crate::store::{StoreError, hashed, json};
@@ -33,6 +35,34 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// the browser holds; it is also the key of the login's e-mail code, see [`crate::oauth::otp`]).
 pub fn login_key(login_id: &str) -> String {
     format!("login:{}", hashed(login_id))
+}
+
+/// A validated authorization request waiting for the user: what its code will carry, and what
+/// the login pages need.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    /// What the code will carry (organization, client, protocol, redirect URI, PKCE, app,
+    /// scope, nonce).
+    #[serde(flatten)]
+    pub request: AuthRequest,
+    /// `state`, as sent.
+    pub state: Option<String>,
+    /// Native device.
+    pub device_id: Option<String>,
+    /// SHA-256 of the CSRF token.
+    pub csrf_hash: String,
+    /// `embed=1` was asked and the organization has `allowedOrigins` that may frame the page.
+    pub embed: bool,
+    /// Decoded `translations`.
+    pub translations: BTreeMap<String, String>,
+    /// `email` hint.
+    pub email: Option<String>,
+    /// `error_description` to show.
+    pub message: Option<String>,
+    /// CentralAuth `affirm=1`: the user must log in again, and the callback says so.
+    #[serde(default)]
+    pub affirm: bool,
 }
 
 /// Why a login step cannot go on (shown as an error page).
@@ -295,5 +325,27 @@ impl Flows {
             .verify(token, Some(device::TYP), crate::oauth::now())
             .ok()?;
         device::device_of(&claims, &self.issuer(org), &key, email)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_login_request_is_one_flat_object_as_before() {
+        // As a replica stored it before the request was a struct of its own (no `affirm` yet).
+        let older = serde_json::json!({
+            "org": {"namespace": "ns", "name": "acme", "uid": "u"}, "clientId": "cid",
+            "protocol": "OAuth", "redirectUri": "https://app.example.com/cb", "state": "s",
+            "codeChallenge": "c", "appId": null, "deviceId": null, "scope": "openid", "nonce": "n",
+            "csrfHash": "h", "embed": false, "translations": {}, "email": null, "message": null
+        });
+        let login: LoginRequest = serde_json::from_value(older.clone()).unwrap();
+        assert_eq!(login.request.scope.as_deref(), Some("openid"));
+        assert!(!login.affirm);
+        let mut stored = serde_json::to_value(&login).unwrap();
+        assert_eq!(stored.as_object_mut().unwrap().remove("affirm"), Some(false.into()));
+        assert_eq!(stored, older);
     }
 }

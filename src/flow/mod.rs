@@ -7,7 +7,8 @@
 //! - [`clients`]: client authentication as the endpoints use it, and the pre-warm loop.
 //! - [`authorize`]: the authorization request of both protocols, validated once, and the
 //!   start of its login (reused session, `login_required`, or the stored form).
-//! - [`login`]: the login steps after the form: CSRF, failure counters, password, completion.
+//! - [`login`]: the pending login (the stored request) and the steps after the form: CSRF,
+//!   failure counters, password, completion.
 //! - [`email`]: the `email` login method: send a one-time code, check it.
 //! - [`token`]: the standard token endpoint's grants, introspection, revocation, userinfo.
 //! - [`centralauth`]: the CentralAuth API: verify, userinfo, logout.

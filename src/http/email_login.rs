@@ -11,8 +11,8 @@ use axum::response::Response;
 use super::AppState;
 use super::html::{self, alert, escape, hidden_fields, text};
 use super::login::{self, Posted};
-use crate::flow::authorize::LoginRequest;
 use crate::flow::email::{CodeOutcome, SendOutcome};
+use crate::flow::login::LoginRequest;
 use crate::oauth::otp::{SendGate, Verdict};
 
 /// `POST /login/email`: sends a code to the address of the form and shows the code form.

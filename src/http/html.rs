@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::flow::authorize::LoginRequest;
 use crate::flow::login::LoginError;
+use crate::flow::login::LoginRequest;
 
 /// An error page shown in the browser (status 400 unless said otherwise); never redirects.
 pub struct ErrorPage {
