@@ -90,7 +90,7 @@ impl Flows {
 
 /// Keeps the verifier's pinned entries equal to the authenticating ClientSecrets whose
 /// plaintext the server holds: after a cache change it unpins the secrets that left and
-/// looks for new ones; every [`PREWARM_EVERY`] it warms those whose Secret has arrived (one
+/// looks for new ones; every `PREWARM_EVERY` (200 ms) it warms those whose Secret has arrived (one
 /// argon2id run each, one at a time). A plaintext that does not match its hash (a modified
 /// Secret) is not tried again until it changes.
 pub async fn prewarm(state: Arc<Flows>) {
