@@ -7,8 +7,13 @@
 //! - [`cache`]: reflector caches of the three kinds, which the HTTP server reads.
 //! - [`crypto`]: argon2id hashing of secrets and passwords.
 //! - [`forwarded`]: the client address behind trusted reverse proxies.
+//! - [`origin`]: web origins and whether a URL belongs to an organization's `allowedOrigins`.
+//! - [`applinks`]: native-app registration rules and the app-link association files.
+//! - [`association`]: whether an app-link host really serves association files listing the app.
 //! - [`controller`]: one reconciler per kind.
-//! - [`http`]: the public OAuth/login server and the admin listener.
+//! - [`flow`]: the protocol layer: the login and token flows of both protocols, over the
+//!   store, keys, verifier and a read-only directory of organizations.
+//! - [`http`]: the public OAuth/login server and the admin listener (extraction and rendering).
 //! - [`mail`]: the code e-mails of the `email` login method, over SMTP.
 //! - [`oauth`]: the protocol library (PKCE, codes, client authentication, tokens, keys).
 //! - [`store`]: sessions, codes and tokens behind one trait (memory or Redis).
@@ -16,6 +21,7 @@
 //! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
 //! - [`metrics`]: Prometheus metrics served on the admin listener.
 //! - [`cli`] and [`run`]: command-line parsing and the wiring of the `run` subcommand.
+//! - `layout` (tests only): the layering rules above, checked by reading the source tree.
 
 pub mod applinks;
 pub mod association;
@@ -24,6 +30,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod crypto;
+pub mod flow;
 pub mod forwarded;
 pub mod http;
 pub mod kube_client;
@@ -36,3 +43,6 @@ pub mod run;
 pub mod scope;
 pub mod store;
 pub mod tenant;
+
+#[cfg(test)]
+mod layout;

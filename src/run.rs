@@ -139,7 +139,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     settings.client_address_header = args.client_address_header;
     tracing::info!(store = ?settings.store, "session store");
     tracing::info!(trusted_proxies = ?settings.trusted_proxies, header = ?settings.client_address_header, "client addresses");
-    let state = crate::http::AppState::start(
+    let flows = crate::flow::Flows::start(
         client.clone(),
         caches.clone(),
         args.public_base(),
@@ -147,6 +147,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         metrics.clone(),
     )
     .map_err(RunError::Store)?;
+    let state = crate::http::AppState::start(flows);
     tokio::spawn(mark_ready_when_loaded(
         caches.clone(),
         state.clone(),

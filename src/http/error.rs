@@ -1,8 +1,7 @@
 //! HTTP answers for the protocol errors: RFC 6749 JSON for the standard endpoints, the
 //! CentralAuth `{errorCode, message}` object for the CentralAuth ones — every answer under
 //! `/api/`, also for unknown paths (404) and methods (405), because the official client parses
-//! every error body as JSON — and an HTML page for errors a browser sees (never a redirect: a
-//! bad client or redirect URI must not bounce the user anywhere).
+//! every error body as JSON. Errors a browser sees are HTML pages ([`super::html::ErrorPage`]).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -83,32 +82,4 @@ pub async fn api_errors(resp: Response) -> Response {
         _ => CaCode::MissingFields,
     };
     ca_json(status, code, status.canonical_reason().unwrap_or("error"))
-}
-
-/// An error page shown in the browser (status 400 unless said otherwise); never redirects.
-pub struct ErrorPage {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// What went wrong and what to fix (no secrets).
-    pub message: String,
-}
-
-impl ErrorPage {
-    /// A 400 page.
-    pub fn bad_request(message: impl Into<String>) -> ErrorPage {
-        ErrorPage {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ErrorPage {
-    fn into_response(self) -> Response {
-        let body = super::login::page(
-            "Login error",
-            &format!("<p class=\"error\">{}</p>", super::login::escape(&self.message)),
-        );
-        (self.status, super::login::html_headers("'none'"), body).into_response()
-    }
 }

@@ -120,6 +120,12 @@ pub fn basic(headers: &HeaderMap) -> Result<Option<BasicCredentials>, FormError>
     }))
 }
 
+impl crate::flow::authorize::Query for Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        Params::get(self, name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::throttle::{self, Limits};
 use super::verifier::{Presented, SecretVerifier};
-use crate::crd::ClientSecret;
 use crate::store::Store;
 
 /// How often a queued request looks at the cache again.
@@ -72,10 +71,12 @@ pub enum AuthFailure {
     Busy,
 }
 
-/// One authentication: what the client presents, from where.
+/// One authentication: what the client presents, for which organization, from where.
 pub struct Attempt<'a> {
-    /// Client ID, secret, organization.
+    /// Client ID, secret, and the secrets that authenticate for the organization now.
     pub presented: Presented<'a>,
+    /// The UID of the organization that has the client ID (`None`: none has it).
+    pub tenant: Option<&'a str>,
     /// The client address.
     pub addr: IpAddr,
 }
@@ -137,20 +138,25 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// Authenticates `attempt` (see the module documentation).
+/// Authenticates `attempt` (see the module documentation); the index of the candidate secret
+/// that matched.
 pub async fn authenticate(
     verifier: &SecretVerifier,
     lanes: &Lanes,
     store: &dyn Store,
     policy: &ClientAuthPolicy,
     attempt: Attempt<'_>,
-) -> Result<Arc<ClientSecret>, AuthFailure> {
-    let Attempt { presented: p, addr } = attempt;
+) -> Result<usize, AuthFailure> {
+    let Attempt {
+        presented: p,
+        tenant,
+        addr,
+    } = attempt;
     let hit = || verifier.cached_client(p);
     if let Some(cs) = hit() {
         return Ok(cs);
     }
-    let (tenant, subject) = match p.org.and_then(|o| o.metadata.uid.as_deref()) {
+    let (tenant, subject) = match tenant {
         Some(uid) => (uid, p.client_id),
         None => (UNKNOWN, ""),
     };
@@ -190,8 +196,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::crd::Organization;
-    use crate::oauth::verifier::fixtures::{org, secret};
+    use crate::oauth::verifier::fixtures::{Secret, secret};
     use crate::store::MemoryStore;
 
     const POLICY: ClientAuthPolicy = ClientAuthPolicy {
@@ -212,8 +217,7 @@ mod tests {
         verifier: SecretVerifier,
         lanes: Lanes,
         store: MemoryStore,
-        org: Organization,
-        secrets: Vec<Arc<ClientSecret>>,
+        secrets: Vec<Secret>,
     }
 
     impl Setup {
@@ -222,19 +226,22 @@ mod tests {
                 verifier: SecretVerifier::new(4),
                 lanes: Lanes::default(),
                 store: MemoryStore::new(),
-                org: org("one"),
                 secrets: vec![secret("one", "right")],
             }
         }
 
         async fn auth(&self, policy: &ClientAuthPolicy, secret: &str, addr: IpAddr) -> Result<(), AuthFailure> {
+            let candidates: Vec<_> = self.secrets.iter().map(Secret::candidate).collect();
             let presented = Presented {
-                org: Some(&self.org),
                 client_id: "cid",
                 secret,
-                secrets: &self.secrets,
+                candidates: &candidates,
             };
-            let attempt = Attempt { presented, addr };
+            let attempt = Attempt {
+                presented,
+                tenant: Some("uid-acme"),
+                addr,
+            };
             authenticate(&self.verifier, &self.lanes, &self.store, policy, attempt)
                 .await
                 .map(|_| ())
@@ -266,7 +273,7 @@ mod tests {
     #[tokio::test]
     async fn a_pre_warmed_owner_goes_first_while_attackers_queue() {
         let s = Arc::new(Setup::new());
-        assert!(s.verifier.warm("cid", &s.secrets[0], "right").await);
+        assert!(s.verifier.warm("cid", s.secrets[0].candidate(), "right").await);
         let before = s.verifier.verifications();
         let attackers: Vec<_> = (0..12)
             .map(|i| {
@@ -313,7 +320,7 @@ mod tests {
         let held = s.lanes.enter("uid-acme", POLICY.max_wait).await.unwrap();
         let warm = async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(s.verifier.warm("cid", &s.secrets[0], "right").await);
+            assert!(s.verifier.warm("cid", s.secrets[0].candidate(), "right").await);
         };
         let started = Instant::now();
         let (result, ()) = tokio::join!(s.auth(&POLICY, "right", ip(1)), warm);
@@ -331,12 +338,15 @@ mod tests {
             ..POLICY
         };
         let presented = Presented {
-            org: None,
             client_id: "random-client-id",
             secret: "x",
-            secrets: &[],
+            candidates: &[],
         };
-        let attempt = Attempt { presented, addr: ip(1) };
+        let attempt = Attempt {
+            presented,
+            tenant: None,
+            addr: ip(1),
+        };
         let r = authenticate(&s.verifier, &s.lanes, &s.store, &short, attempt).await;
         assert_eq!(r.map(|_| ()), Err(AuthFailure::Busy));
         drop(held);

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::flow::error::FlowError;
+
 /// RFC 6749 / 7009 / 7662 / 6750 errors of the standard endpoints.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
@@ -124,6 +126,125 @@ impl CaError {
             CaCode::SessionInvalid | CaCode::TokenInvalid => 401,
             CaCode::EntityMissing => 404,
             _ => 400,
+        }
+    }
+}
+
+/// The one place where a flow's failure becomes an RFC 6749 error: same failure, same answer,
+/// on every standard endpoint.
+impl From<FlowError> for OAuthError {
+    fn from(e: FlowError) -> OAuthError {
+        match e {
+            FlowError::Unavailable(_) | FlowError::NoReadableSecret => OAuthError::ServerError,
+            FlowError::ClientInvalid | FlowError::WebCodeUnauthenticated | FlowError::HostNotServed => {
+                OAuthError::InvalidClient
+            }
+            FlowError::ClientBusy => OAuthError::SlowDown,
+            FlowError::PublicClient => OAuthError::UnauthorizedClient("public clients cannot use client_credentials"),
+            FlowError::TokenInvalid => OAuthError::InvalidToken,
+            FlowError::TokenMissing => OAuthError::request("token is required"),
+            FlowError::DomainNotAllowed => {
+                OAuthError::request("domain is not one of the organization's allowedOrigins")
+            }
+            FlowError::Pkce(_) => OAuthError::InvalidGrant("PKCE verification failed"),
+            FlowError::GrantUnknown => OAuthError::InvalidGrant("the code or refresh token is invalid or expired"),
+            FlowError::GrantReplayed => {
+                OAuthError::InvalidGrant("the code or refresh token was already used; its tokens are revoked")
+            }
+            FlowError::GrantRevoked => OAuthError::InvalidGrant("the grant has been revoked"),
+            FlowError::CodeNotIssuedHere => OAuthError::InvalidGrant("the code was not issued to this client"),
+            FlowError::RefreshNotIssuedHere => {
+                OAuthError::InvalidGrant("the refresh token was not issued to this client")
+            }
+            FlowError::RedirectMismatch => {
+                OAuthError::InvalidGrant("redirect_uri differs from the authorization request")
+            }
+            FlowError::SessionEnded => OAuthError::InvalidGrant("the login session has ended"),
+            FlowError::CodeReplayed => OAuthError::InvalidGrant("the code was replayed; its tokens are revoked"),
+        }
+    }
+}
+
+/// The one place where a flow's failure becomes a CentralAuth error: same failure, same
+/// answer, on every CentralAuth endpoint.
+impl From<FlowError> for CaError {
+    fn from(e: FlowError) -> CaError {
+        let (code, message): (CaCode, &'static str) = match e {
+            FlowError::Unavailable(why) => {
+                return CaError {
+                    code: CaCode::GenericError,
+                    message: format!("{why}; retry later").into(),
+                };
+            }
+            FlowError::NoReadableSecret => (
+                CaCode::GenericError,
+                "the organization has no active client secret that the server can read; activate one",
+            ),
+            FlowError::ClientInvalid => (
+                CaCode::NoPermission,
+                "client authentication failed: check the client ID and secret",
+            ),
+            FlowError::ClientBusy => (
+                CaCode::TooManyRequests,
+                "too many client authentications are waiting to be verified; retry in a moment",
+            ),
+            FlowError::WebCodeUnauthenticated => (
+                CaCode::NoPermission,
+                "this code was issued to a web client: authenticate with HTTP Basic client_id:secret",
+            ),
+            FlowError::HostNotServed => (CaCode::NoPermission, "this host is not served here"),
+            FlowError::RedirectMismatch => (
+                CaCode::CallbackUrlInvalid,
+                "redirect_uri does not match the one of the login request",
+            ),
+            FlowError::Pkce(why) => {
+                return CaError {
+                    code: CaCode::CodeChallengeInvalid,
+                    message: why.into(),
+                };
+            }
+            FlowError::SessionEnded => (CaCode::SessionInvalid, "the session has ended; log in again"),
+            FlowError::TokenInvalid => (CaCode::TokenInvalid, "the token is invalid or expired"),
+            FlowError::TokenMissing => (CaCode::MissingFields, "send the access token as the request body"),
+            FlowError::DomainNotAllowed => (
+                CaCode::DomainInvalid,
+                "domain is not one of the organization's allowedOrigins",
+            ),
+            FlowError::GrantUnknown
+            | FlowError::GrantReplayed
+            | FlowError::GrantRevoked
+            | FlowError::CodeNotIssuedHere
+            | FlowError::RefreshNotIssuedHere
+            | FlowError::CodeReplayed
+            | FlowError::PublicClient => (CaCode::SessionInvalid, "the code is invalid, expired or already used"),
+        };
+        CaError::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_outage_is_503_in_both_protocols() {
+        let e = FlowError::Unavailable("the session store is unavailable");
+        assert_eq!(OAuthError::from(e.clone()).status(), 503);
+        assert_eq!(CaError::from(e).status(), 503);
+        let store = FlowError::from(crate::oauth::grant::GrantError::Store(crate::store::StoreError(
+            "down".into(),
+        )));
+        assert_eq!(OAuthError::from(store.clone()).status(), 503);
+        let answer = CaError::from(store);
+        assert_eq!(answer.status(), 503);
+        assert_eq!(answer.message, "the session store is unavailable; retry later");
+    }
+
+    #[test]
+    fn client_failures_answer_alike_in_both_protocols() {
+        for (e, status) in [(FlowError::ClientInvalid, 401), (FlowError::ClientBusy, 429)] {
+            assert_eq!(OAuthError::from(e.clone()).status(), status);
+            assert_eq!(CaError::from(e).status(), status);
         }
     }
 }

@@ -63,13 +63,16 @@ pub struct Session {
     pub affirmed_at: Option<i64>,
 }
 
-/// What an authorization code stands for.
+/// A validated authorization request, as far as its code carries it: who asked, through which
+/// protocol, where the code goes, and what it may be exchanged for. The stored login request
+/// holds it while the user logs in; the code grant it ends in carries it on to the exchange.
+/// Both flatten it, so their stored JSON is one flat object.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct CodeGrant {
+pub struct AuthRequest {
     /// Organization.
     pub org: OrgKey,
-    /// Client ID the code was issued to.
+    /// Client ID the request (and its code) is for.
     pub client_id: String,
     /// Protocol of the authorization request.
     pub protocol: Protocol,
@@ -79,14 +82,23 @@ pub struct CodeGrant {
     pub code_challenge: Option<String>,
     /// Native app (public client), if any.
     pub app_id: Option<String>,
-    /// The session the login created.
-    pub session_id: String,
-    /// The user.
-    pub email: String,
     /// Requested scope (standard endpoints).
     pub scope: Option<String>,
     /// OIDC nonce.
     pub nonce: Option<String>,
+}
+
+/// What an authorization code stands for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeGrant {
+    /// The authorization request the code answers.
+    #[serde(flatten)]
+    pub request: AuthRequest,
+    /// The session the login created.
+    pub session_id: String,
+    /// The user.
+    pub email: String,
     /// Unix seconds of the login.
     pub auth_time: i64,
     /// Unix seconds of issuance.
@@ -95,6 +107,22 @@ pub struct CodeGrant {
     pub family_id: String,
     /// `jti` of the access token the redemption will mint.
     pub jti: String,
+}
+
+#[cfg(test)]
+impl CodeGrant {
+    /// A code answering `request`, of session `s` for `ada@example.com`, issued at 0.
+    pub(crate) fn for_tests(request: AuthRequest) -> CodeGrant {
+        CodeGrant {
+            request,
+            session_id: "s".into(),
+            email: "ada@example.com".into(),
+            auth_time: 0,
+            issued_at: 0,
+            family_id: "f".into(),
+            jti: "j".into(),
+        }
+    }
 }
 
 /// What a redemption would revoke if the code is replayed.
@@ -164,7 +192,7 @@ pub async fn issue_code(store: &dyn Store, grant: &CodeGrant) -> StoreResult<Str
         family_id: grant.family_id.clone(),
         jti: grant.jti.clone(),
         session_id: grant.session_id.clone(),
-        protocol: grant.protocol,
+        protocol: grant.request.protocol,
     };
     json::put(store, &format!("codeinfo:{h}"), &issued, USED_TTL).await?;
     json::put(store, &format!("code:{h}"), grant, CODE_TTL).await?;
@@ -305,16 +333,18 @@ mod tests {
 
     fn grant(now: i64) -> CodeGrant {
         CodeGrant {
-            org: org(),
-            client_id: "cid".into(),
-            protocol: Protocol::CentralAuth,
-            redirect_uri: "https://a.example/cb".into(),
-            code_challenge: None,
-            app_id: None,
+            request: AuthRequest {
+                org: org(),
+                client_id: "cid".into(),
+                protocol: Protocol::CentralAuth,
+                redirect_uri: "https://a.example/cb".into(),
+                code_challenge: None,
+                app_id: None,
+                scope: None,
+                nonce: None,
+            },
             session_id: "sess".into(),
             email: "a@b.c".into(),
-            scope: None,
-            nonce: None,
             auth_time: now,
             issued_at: now,
             family_id: "fam".into(),
@@ -346,6 +376,40 @@ mod tests {
             None
         );
         assert_eq!(redeem_code(&store, "nope", 102).await, Err(GrantError::Unknown));
+    }
+
+    #[test]
+    fn a_code_grant_is_stored_as_one_flat_object_as_before() {
+        let stored = serde_json::to_value(grant(100)).unwrap();
+        let mut keys: Vec<&str> = stored.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "appId",
+                "authTime",
+                "clientId",
+                "codeChallenge",
+                "email",
+                "familyId",
+                "issuedAt",
+                "jti",
+                "nonce",
+                "org",
+                "protocol",
+                "redirectUri",
+                "scope",
+                "sessionId"
+            ]
+        );
+        // A code another replica stored before the request was a struct of its own still redeems.
+        let older = serde_json::json!({
+            "org": {"namespace": "ns", "name": "acme", "uid": "u"}, "clientId": "cid",
+            "protocol": "CentralAuth", "redirectUri": "https://a.example/cb", "codeChallenge": null,
+            "appId": null, "sessionId": "sess", "email": "a@b.c", "scope": null, "nonce": null,
+            "authTime": 100, "issuedAt": 100, "familyId": "fam", "jti": "jti"
+        });
+        assert_eq!(serde_json::from_value::<CodeGrant>(older).unwrap(), grant(100));
     }
 
     #[tokio::test]

@@ -13,9 +13,9 @@
 //!   codes to one address, `INCR`: one winner among concurrent requests) and the
 //!   [`super::throttle::CODE_SENDS`] counters (codes sent per window per address and client
 //!   address of the organization — or per device cookie —, counted after a successful send)
-//!   throttle sending, whatever the address: every address may receive a code (see the
-//!   README). A browser with the account's device cookie has a cool-down and counters of its
-//!   own, so a stranger asking for codes cannot keep it from getting one.
+//!   throttle sending, whatever the address: every address may receive a code (see
+//!   `docs/email-login.md`). A browser with the account's device cookie has a cool-down and
+//!   counters of its own, so a stranger asking for codes cannot keep it from getting one.
 //!
 //! A guess succeeds with probability at most `max_attempts / 100 000` per code, and at most
 //! [`OtpPolicy::sends`]`.per_subject × max_attempts` codes can be tried per address and

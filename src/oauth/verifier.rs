@@ -9,8 +9,9 @@
 //! - successful client-secret verifications are cached in memory under an HMAC-SHA-256 of
 //!   (client_id, secret) with a per-process random key, so the cache holds nothing that could
 //!   be replayed or brute-forced offline. A hit is only honoured while the ClientSecret it
-//!   names still authenticates for the organization (checked on every hit, which costs a map
-//!   lookup), so a revoked secret is refused as soon as the reflector cache sees the change;
+//!   names is still among the [`Candidate`]s the caller presents — the secrets that
+//!   authenticate for the organization now (checked on every hit, which costs a map lookup) —
+//!   so a revoked secret is refused as soon as the reflector cache sees the change;
 //! - the server pre-warms the cache ([`SecretVerifier::warm`]): for every authenticating
 //!   ClientSecret whose plaintext it holds (it watches those Secrets anyway, for the native
 //!   JWE key) it verifies the plaintext against the status hash once and *pins* the entry,
@@ -25,8 +26,6 @@ use std::sync::{Arc, Mutex};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::Semaphore;
-
-use crate::crd::{ClientSecret, Organization};
 
 /// Upper bound of cached verifications; the cache is cleared when it is full.
 const CACHE_CAPACITY: usize = 10_000;
@@ -43,21 +42,45 @@ pub struct SecretId {
 }
 
 impl SecretId {
-    /// The identity of a ClientSecret.
-    pub fn of(cs: &ClientSecret) -> SecretId {
+    /// The identity of a ClientSecret (any object: namespace, name, UID).
+    pub fn of(object: &impl kube::Resource) -> SecretId {
+        let m = object.meta();
         SecretId {
-            namespace: cs.metadata.namespace.clone().unwrap_or_default(),
-            name: cs.metadata.name.clone().unwrap_or_default(),
-            uid: cs.metadata.uid.clone().unwrap_or_default(),
+            namespace: m.namespace.clone().unwrap_or_default(),
+            name: m.name.clone().unwrap_or_default(),
+            uid: m.uid.clone().unwrap_or_default(),
         }
     }
 
-    /// Whether `cs` is this ClientSecret (compared in place: the cache-hit path copies nothing).
-    pub fn is(&self, cs: &ClientSecret) -> bool {
-        let m = &cs.metadata;
-        m.uid.as_deref().unwrap_or_default() == self.uid
-            && m.name.as_deref().unwrap_or_default() == self.name
-            && m.namespace.as_deref().unwrap_or_default() == self.namespace
+    /// Whether candidate `c` is this secret (compared in place: the cache-hit path copies
+    /// nothing).
+    pub fn is(&self, c: &Candidate<'_>) -> bool {
+        c.uid == self.uid && c.name == self.name && c.namespace == self.namespace
+    }
+}
+
+/// A client secret as the verifier sees it: which ClientSecret object, and the argon2id hash
+/// of its status. Callers present only the secrets that authenticate for the organization now.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// Namespace of the ClientSecret.
+    pub namespace: &'a str,
+    /// Name of the ClientSecret.
+    pub name: &'a str,
+    /// UID of the ClientSecret.
+    pub uid: &'a str,
+    /// The argon2id hash (empty, which never verifies, when missing).
+    pub hash: &'a str,
+}
+
+impl Candidate<'_> {
+    /// The owned identity.
+    pub fn id(&self) -> SecretId {
+        SecretId {
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            uid: self.uid.to_string(),
+        }
     }
 }
 
@@ -135,66 +158,58 @@ impl SecretVerifier {
         .flatten()
     }
 
-    /// Authenticates `client_id:secret` for `org` (None: unknown client): a cache hit, else one
-    /// argon2id verification. `secrets` are the organization's ClientSecrets from the cache.
-    /// Returns the ClientSecret that matched.
+    /// Authenticates `client_id:secret` against `candidates` (none: unknown client): a cache
+    /// hit, else one argon2id verification. Returns the index of the candidate that matched.
     pub async fn authenticate_client(
         &self,
-        org: Option<&Organization>,
         client_id: &str,
         secret: &str,
-        secrets: &[Arc<ClientSecret>],
-    ) -> Option<Arc<ClientSecret>> {
+        candidates: &[Candidate<'_>],
+    ) -> Option<usize> {
         let p = Presented {
-            org,
             client_id,
             secret,
-            secrets,
+            candidates,
         };
         match self.cached_client(p) {
-            Some(cs) => Some(cs),
+            Some(i) => Some(i),
             None => self.verify_client(p).await,
         }
     }
 
-    /// The ClientSecret a cached verification of what `p` presents names, if it still
-    /// authenticates; a stale entry is dropped. Costs an HMAC and a map lookup.
-    pub fn cached_client(&self, p: Presented<'_>) -> Option<Arc<ClientSecret>> {
+    /// The candidate a cached verification of what `p` presents names, if it is still
+    /// presented; a stale entry is dropped. Costs an HMAC and a map lookup.
+    pub fn cached_client(&self, p: Presented<'_>) -> Option<usize> {
         let key = self.cache_key(p.client_id, p.secret);
         let id = self.cached(&key)?;
-        let found = p.candidates().into_iter().find(|cs| id.is(cs));
+        let found = p.candidates.iter().position(|c| id.is(c));
         if found.is_none() {
             self.evict(&key);
         }
         found
     }
 
-    /// Verifies what `p` presents against the hashes of its organization's authenticating
-    /// ClientSecrets with argon2id (a dummy hash for an unknown client); caches a success.
-    pub async fn verify_client(&self, p: Presented<'_>) -> Option<Arc<ClientSecret>> {
-        let candidates = p.candidates();
-        let hashes = candidates.iter().map(|cs| secret_hash(cs).to_string()).collect();
+    /// Verifies what `p` presents against the hashes of its candidates with argon2id (a dummy
+    /// hash when there are none); caches a success.
+    pub async fn verify_client(&self, p: Presented<'_>) -> Option<usize> {
+        let hashes = p.candidates.iter().map(|c| c.hash.to_string()).collect();
         let index = self
             .verify_any_or(hashes, p.secret, self.dummy_secret_hash.clone())
             .await?;
-        let matched = candidates[index].clone();
-        self.remember(self.cache_key(p.client_id, p.secret), SecretId::of(&matched));
-        Some(matched)
+        self.remember(self.cache_key(p.client_id, p.secret), p.candidates[index].id());
+        Some(index)
     }
 
-    /// Pre-warms the cache with the plaintext of `cs` (an authenticating ClientSecret of the
-    /// organization with `client_id`): verifies it against the status hash once and pins the
-    /// entry. False when the plaintext does not match the hash (someone changed the Secret).
-    pub async fn warm(&self, client_id: &str, cs: &ClientSecret, plaintext: &str) -> bool {
-        let ok = self
-            .verify_any(vec![secret_hash(cs).to_string()], plaintext)
-            .await
-            .is_some();
+    /// Pre-warms the cache with the plaintext of `c` (an authenticating secret of the
+    /// organization with `client_id`): verifies it against its hash once and pins the entry.
+    /// False when the plaintext does not match the hash (someone changed the Secret).
+    pub async fn warm(&self, client_id: &str, c: Candidate<'_>, plaintext: &str) -> bool {
+        let ok = self.verify_any(vec![c.hash.to_string()], plaintext).await.is_some();
         if ok {
             let key = self.cache_key(client_id, plaintext);
             let mut cache = self.lock();
-            cache.pinned.insert(key, SecretId::of(cs));
-            cache.warmed.insert(SecretId::of(cs), client_id.to_string());
+            cache.pinned.insert(key, c.id());
+            cache.warmed.insert(c.id(), client_id.to_string());
         }
         ok
     }
@@ -259,125 +274,69 @@ impl SecretVerifier {
 /// What a client presents to authenticate.
 #[derive(Clone, Copy)]
 pub struct Presented<'a> {
-    /// The organization the client ID belongs to (`None`: no organization has it).
-    pub org: Option<&'a Organization>,
     /// The client ID sent.
     pub client_id: &'a str,
     /// The secret sent.
     pub secret: &'a str,
-    /// The organization's ClientSecrets (from the cache).
-    pub secrets: &'a [Arc<ClientSecret>],
+    /// The secrets that authenticate for the client's organization now (none: no organization
+    /// has the client ID).
+    pub candidates: &'a [Candidate<'a>],
 }
 
-impl Presented<'_> {
-    /// The ClientSecrets that authenticate for the organization now (none for an unknown client).
-    fn candidates(&self) -> Vec<Arc<ClientSecret>> {
-        match self.org {
-            Some(org) => self
-                .secrets
-                .iter()
-                .filter(|cs| cs.authenticates_for(org))
-                .cloned()
-                .collect(),
-            None => vec![],
-        }
-    }
-}
-
-/// The argon2id hash in a ClientSecret's status (empty, which never verifies, when missing).
-fn secret_hash(cs: &ClientSecret) -> &str {
-    cs.status
-        .as_ref()
-        .and_then(|s| s.secret_hash.as_deref())
-        .unwrap_or_default()
-}
-
-/// An organization and its ClientSecrets for the tests of client authentication.
+/// Client secrets for the tests of client authentication.
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use std::sync::Arc;
+    use super::Candidate;
 
-    use crate::crd::{
-        ActiveSecretRef, ClientSecret, ClientSecretPhase, ClientSecretStatus, Organization, OrganizationStatus,
-    };
-
-    /// Organization `acme` (UID `uid-acme`) whose active secret is the ClientSecret `active`.
-    pub fn org(active: &str) -> Organization {
-        let mut org: Organization = serde_json::from_value(serde_json::json!({
-            "apiVersion": "centralauth.io/v1alpha1", "kind": "Organization",
-            "metadata": {"name": "acme", "namespace": "ns", "uid": "uid-acme"},
-            "spec": {"displayName": "Acme", "loginMethods": {"passwords": {"secretName": "u"}}}
-        }))
-        .unwrap();
-        org.status = Some(OrganizationStatus {
-            active_secret: Some(ActiveSecretRef {
-                name: active.into(),
-                uid: Some(format!("uid-{active}")),
-                fingerprint: "sha256:x".into(),
-                activated_at: None,
-            }),
-            ..Default::default()
-        });
-        org
+    /// A ClientSecret `name` of namespace `ns` (UID `uid-<name>`) and the hash of `plaintext`.
+    pub struct Secret {
+        name: String,
+        uid: String,
+        hash: String,
     }
 
-    /// An Active ClientSecret `name` of `acme` hashing `plaintext`.
-    pub fn secret(name: &str, plaintext: &str) -> Arc<ClientSecret> {
-        let mut cs: ClientSecret = serde_json::from_value(serde_json::json!({
-            "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret",
-            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
-            "spec": {"organizationRef": {"name": "acme"}}
-        }))
-        .unwrap();
-        cs.status = Some(ClientSecretStatus {
-            phase: Some(ClientSecretPhase::Active),
-            secret_hash: Some(crate::crypto::hash_secret(plaintext.as_bytes()).unwrap()),
-            ..Default::default()
-        });
-        Arc::new(cs)
+    impl Secret {
+        /// As the verifier sees it.
+        pub fn candidate(&self) -> Candidate<'_> {
+            Candidate {
+                namespace: "ns",
+                name: &self.name,
+                uid: &self.uid,
+                hash: &self.hash,
+            }
+        }
+    }
+
+    /// Secret `name` hashing `plaintext`.
+    pub fn secret(name: &str, plaintext: &str) -> Secret {
+        Secret {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            hash: crate::crypto::hash_secret(plaintext.as_bytes()).unwrap(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{org, secret};
+    use super::fixtures::secret;
     use super::*;
 
     #[tokio::test]
     async fn caches_successes_and_honours_revocation_on_the_next_hit() {
         let v = SecretVerifier::new(2);
-        let secrets = vec![secret("one", "s1"), secret("two", "s2")];
-        let org_one = org("one");
-        assert!(
-            v.authenticate_client(Some(&org_one), "cid", "s1", &secrets)
-                .await
-                .is_some()
-        );
+        let (one, two) = (secret("one", "s1"), secret("two", "s2"));
+        // What the organization presents while "one", then "two", is its active secret.
+        let (while_one, while_two) = ([one.candidate()], [two.candidate()]);
+        assert!(v.authenticate_client("cid", "s1", &while_one).await.is_some());
         assert_eq!(v.cached_len(), 1);
-        assert!(
-            v.authenticate_client(Some(&org_one), "cid", "s2", &secrets)
-                .await
-                .is_none()
-        );
-        assert!(
-            v.authenticate_client(Some(&org_one), "cid", "s1", &secrets)
-                .await
-                .is_some()
-        );
+        assert!(v.authenticate_client("cid", "s2", &while_one).await.is_none());
+        assert!(v.authenticate_client("cid", "s1", &while_one).await.is_some());
         // Activation moves to "two": the cached success for "one" must not count any more.
-        let org_two = org("two");
-        assert!(
-            v.authenticate_client(Some(&org_two), "cid", "s1", &secrets)
-                .await
-                .is_none()
-        );
+        assert!(v.authenticate_client("cid", "s1", &while_two).await.is_none());
         assert_eq!(v.cached_len(), 0, "the stale entry was evicted");
-        assert!(
-            v.authenticate_client(Some(&org_two), "cid", "s2", &secrets)
-                .await
-                .is_some()
-        );
-        assert!(v.authenticate_client(None, "other", "s2", &secrets).await.is_none());
+        assert_eq!(v.authenticate_client("cid", "s2", &while_two).await, Some(0));
+        assert!(v.authenticate_client("other", "s2", &[]).await.is_none());
         v.retain(|_| false);
         assert_eq!(v.cached_len(), 0);
     }
@@ -385,24 +344,20 @@ mod tests {
     #[tokio::test]
     async fn a_warmed_secret_is_a_hit_without_argon2id_and_survives_a_full_cache() {
         let v = SecretVerifier::new(2);
-        let secrets = vec![secret("one", "s1")];
-        let org_one = org("one");
-        assert!(!v.warm("cid", &secrets[0], "not-the-plaintext").await);
-        assert!(v.warm("cid", &secrets[0], "s1").await);
-        assert!(v.is_pinned(&SecretId::of(&secrets[0]), "cid"));
-        assert!(!v.is_pinned(&SecretId::of(&secrets[0]), "another-client-id"));
+        let one = secret("one", "s1");
+        let candidates = [one.candidate()];
+        assert!(!v.warm("cid", one.candidate(), "not-the-plaintext").await);
+        assert!(v.warm("cid", one.candidate(), "s1").await);
+        assert!(v.is_pinned(&one.candidate().id(), "cid"));
+        assert!(!v.is_pinned(&one.candidate().id(), "another-client-id"));
         let before = v.verifications();
         for i in 0..CACHE_CAPACITY + 1 {
-            v.remember(
-                vec![i as u8, (i >> 8) as u8, (i >> 16) as u8],
-                SecretId::of(&secrets[0]),
-            );
+            v.remember(vec![i as u8, (i >> 8) as u8, (i >> 16) as u8], one.candidate().id());
         }
         let presented = |client_id| Presented {
-            org: Some(&org_one),
             client_id,
             secret: "s1",
-            secrets: &secrets,
+            candidates: &candidates,
         };
         assert!(v.cached_client(presented("cid")).is_some());
         assert_eq!(v.verifications(), before, "a hit runs no argon2id");

@@ -13,6 +13,7 @@ use axum::routing::get;
 use centralauth_operator::association::{AssociationSettings, TrustRoots};
 use centralauth_operator::cache::Caches;
 use centralauth_operator::crd::NativeApp;
+use centralauth_operator::flow::Flows;
 use centralauth_operator::http::{AppState, public_router};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -349,7 +350,8 @@ async fn app_state_for(client: &Client, ns: &str) -> AppState {
     let caches = Caches::start(client);
     caches.wait_until_ready().await;
     let settings = centralauth_operator::http::Settings::new(ns.to_string(), 30 * 24 * 3600);
-    AppState::start(client.clone(), caches, public(), settings, Default::default()).expect("the memory store opens")
+    let flows = Flows::start(client.clone(), caches, public(), settings, Default::default());
+    AppState::start(flows.expect("the memory store opens"))
 }
 
 /// GETs `path` from `addr` with `Host: host`; `None` unless 200 + application/json.

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use centralauth_operator::cache::Caches;
 use centralauth_operator::controller::{self, Context};
 use centralauth_operator::crd::{ClientSecret, ClientSecretPhase, NativeApp, Organization};
+use centralauth_operator::flow::Flows;
 use centralauth_operator::http::{AppState, Settings};
 use centralauth_operator::oauth::grant::random_token;
 use centralauth_operator::scope::Scope;
@@ -112,8 +113,9 @@ impl Server {
         // authenticating client secret it sees, and earlier tests leave theirs behind.
         let caches = Caches::start_scoped(&client, &Scope::from_namespaces([ns.clone()]));
         caches.wait_until_ready().await;
-        let state =
-            AppState::start(client.clone(), caches, public, settings, Default::default()).expect("the store opens");
+        let flows =
+            Flows::start(client.clone(), caches, public, settings, Default::default()).expect("the store opens");
+        let state = AppState::start(flows);
         state.store.ping().await.expect("the store answers");
         let router = centralauth_operator::http::public_router(state.clone());
         let task = tokio::spawn(async move {
