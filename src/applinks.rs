@@ -152,7 +152,12 @@ impl<'a> OrgIndex<'a> {
     fn new(orgs: &'a [Arc<Organization>]) -> Self {
         let by_key = orgs
             .iter()
-            .filter_map(|o| Some(((o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?), o.as_ref())))
+            .filter_map(|o| {
+                Some((
+                    (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
+                    o.as_ref(),
+                ))
+            })
             .collect();
         OrgIndex(by_key)
     }

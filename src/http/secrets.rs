@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, SelectAll};
 use futures::{Stream, StreamExt};
@@ -52,6 +52,11 @@ use crate::scope::WatchScope;
 
 /// How often the loop looks for cache changes.
 pub const RESYNC: Duration = Duration::from_millis(250);
+/// How long a named Secret may stay unresolved, once its unit's watches listed, before
+/// [`Follower::sweep`] reads it.
+const SWEEP_AFTER_LISTED: Duration = Duration::from_secs(2);
+/// How long a named Secret may stay unresolved before [`Follower::sweep`] reads it anyway.
+const SWEEP_AFTER: Duration = Duration::from_secs(10);
 /// How often readiness logs what it still waits for.
 const WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How many single-Secret reads may be in flight at once.
@@ -214,6 +219,8 @@ pub struct Follower {
     fetching: HashMap<SecretRef, bool>,
     /// Single reads due, oldest first.
     queue: VecDeque<SecretRef>,
+    /// When each named Secret was named (or last queued): see [`Follower::sweep`].
+    named_at: HashMap<SecretRef, Instant>,
 }
 
 impl Follower {
@@ -228,6 +235,7 @@ impl Follower {
             listing: HashMap::new(),
             fetching: HashMap::new(),
             queue: VecDeque::new(),
+            named_at: HashMap::new(),
         }
     }
 
@@ -258,12 +266,40 @@ impl Follower {
             .filter(|(r, keys)| old.get(*r) != Some(*keys))
             .map(|(r, _)| r.clone())
             .collect();
+        self.named_at.retain(|r, _| self.wanted.contains_key(r));
+        let now = Instant::now();
         for r in changed {
             self.view.forget(&r);
             self.source.remove(&r);
+            self.named_at.insert(r.clone(), now);
             self.queue_if_unresolved(r);
         }
         self.view.progress.send_modify(|p| p.follows += 1);
+    }
+
+    /// The safety net: a named Secret still unresolved [`SWEEP_AFTER_LISTED`] after it was
+    /// named (or last read) in a unit whose watches listed, or [`SWEEP_AFTER`] in any case,
+    /// is read once more. The watches should have delivered it, but a replica must never stay
+    /// unready — or refuse a right password — because an event went missing.
+    pub fn sweep(&mut self, now: Instant) {
+        let due: Vec<SecretRef> = self
+            .named_at
+            .iter()
+            .filter(|(r, at)| {
+                let wait = if self.unit_listed(&r.0) {
+                    SWEEP_AFTER_LISTED
+                } else {
+                    SWEEP_AFTER
+                };
+                now.duration_since(**at) >= wait && !self.view.resolved(r) && !self.fetching.contains_key(*r)
+            })
+            .map(|(r, _)| r.clone())
+            .collect();
+        for r in due {
+            tracing::info!(namespace = %r.0, secret = %r.1, "a named Secret is still unresolved; reading it");
+            self.named_at.insert(r.clone(), now);
+            self.queue.push_back(r);
+        }
     }
 
     fn queue_if_unresolved(&mut self, r: SecretRef) {
@@ -452,6 +488,7 @@ async fn follow(client: Client, caches: Caches, view: SecretsView) {
                     seen = generation;
                     follower.follow(wanted(&caches));
                 }
+                follower.sweep(Instant::now());
             }
         }
         while follower.in_flight() < MAX_FETCHES {

@@ -110,9 +110,17 @@ def token_latencies(ns, suffix, port):
         headers = {"Host": f"localhost:{port}", "Authorization": f"Basic {basic}",
                    "Content-Type": "application/x-www-form-urlencoded"}
         t = time.perf_counter()
-        conn.request("POST", f"/o/{cid}/oauth2/token", body="grant_type=client_credentials", headers=headers)
-        resp = conn.getresponse()
-        resp.read()
+        try:
+            conn.request("POST", f"/o/{cid}/oauth2/token", body="grant_type=client_credentials", headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+        except (ConnectionError, http.client.HTTPException) as err:
+            # The server closed the keep-alive connection: count it, reconnect, go on.
+            print(f"  token request failed ({err!r}); reconnecting", file=sys.stderr)
+            failures += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            continue
         latencies.append(time.perf_counter() - t)
         if resp.status != 200:
             failures += 1

@@ -197,3 +197,19 @@ fn other_keys_are_read_again() {
     assert_eq!(view.value("ns", "users", "alt").as_deref(), Some(&b"b"[..]));
     assert_eq!(view.value("ns", "users", "users"), None);
 }
+
+#[test]
+fn a_named_secret_no_watch_delivered_is_read_by_the_sweep() {
+    let (view, mut f) = follower();
+    f.follow(wanting(&[("users", &["users"])]));
+    let start = Instant::now();
+    f.sweep(start);
+    assert_eq!(f.next_fetch(), None, "not due yet");
+    // The watches never listed: read after the long wait.
+    f.sweep(start + SWEEP_AFTER);
+    assert_eq!(f.next_fetch(), Some(r("users")));
+    f.on_fetched(r("users"), None);
+    assert!(view.resolved(&r("users")));
+    f.sweep(start + SWEEP_AFTER * 3);
+    assert_eq!(f.next_fetch(), None, "resolved: nothing more to read");
+}
