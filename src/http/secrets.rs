@@ -52,10 +52,9 @@ use crate::scope::WatchScope;
 
 /// How often the loop looks for cache changes.
 pub const RESYNC: Duration = Duration::from_millis(250);
-/// How long a named Secret may stay unresolved, once its unit's watches listed, before
-/// [`Follower::sweep`] reads it.
+/// [`Follower::sweep`]'s wait once the unit's watches listed.
 const SWEEP_AFTER_LISTED: Duration = Duration::from_secs(2);
-/// How long a named Secret may stay unresolved before [`Follower::sweep`] reads it anyway.
+/// [`Follower::sweep`]'s wait in any case.
 const SWEEP_AFTER: Duration = Duration::from_secs(10);
 /// How often readiness logs what it still waits for.
 const WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -277,10 +276,9 @@ impl Follower {
         self.view.progress.send_modify(|p| p.follows += 1);
     }
 
-    /// The safety net: a named Secret still unresolved [`SWEEP_AFTER_LISTED`] after it was
-    /// named (or last read) in a unit whose watches listed, or [`SWEEP_AFTER`] in any case,
-    /// is read once more. The watches should have delivered it, but a replica must never stay
-    /// unready — or refuse a right password — because an event went missing.
+    /// The safety net: a named Secret still unresolved [`SWEEP_AFTER_LISTED`] after it was named
+    /// (or last read) once its unit listed, or [`SWEEP_AFTER`] in any case, is read again: a
+    /// replica must never stay unready (or refuse a right password) for a missing event.
     pub fn sweep(&mut self, now: Instant) {
         let due: Vec<SecretRef> = self
             .named_at
