@@ -100,7 +100,7 @@ def token_latencies(ns, suffix, port):
     secrets = {s["metadata"]["name"]: base64.b64decode(s["data"]["client_secret"]).decode()
                for s in data["items"] if s["metadata"]["name"] in active}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies, failures = [], 0
+    latencies, failures, statuses = [], 0, {}
     tenants = sorted(int(name[3:]) for name in secrets)
     for _ in range(TOKENS if tenants else 0):
         i = random.choice(tenants)
@@ -124,6 +124,9 @@ def token_latencies(ns, suffix, port):
         latencies.append(time.perf_counter() - t)
         if resp.status != 200:
             failures += 1
+            statuses[resp.status] = statuses.get(resp.status, 0) + 1
+    if statuses:
+        print(f"  answers other than 200, by status: {statuses}", file=sys.stderr)
     return latencies, failures
 
 
