@@ -107,11 +107,12 @@ def token_latencies(ns, suffix, port):
         secret = secrets[f"cs-{i:05d}"]
         cid = f"{suffix}-t{i:05d}"
         basic = base64.b64encode(f"{cid}:{secret}".encode()).decode()
-        headers = {"Host": f"localhost:{port}", "Authorization": f"Basic {basic}",
+        # Each tenant has its own subdomain, so it is served on its own host, not at /o/<cid>.
+        headers = {"Host": f"t{i:05d}-{suffix}.localhost:{port}", "Authorization": f"Basic {basic}",
                    "Content-Type": "application/x-www-form-urlencoded"}
         t = time.perf_counter()
         try:
-            conn.request("POST", f"/o/{cid}/oauth2/token", body="grant_type=client_credentials", headers=headers)
+            conn.request("POST", "/oauth2/token", body="grant_type=client_credentials", headers=headers)
             resp = conn.getresponse()
             resp.read()
         except (ConnectionError, http.client.HTTPException) as err:
