@@ -150,16 +150,7 @@ struct OrgIndex<'a>(HashMap<(&'a str, &'a str), &'a Organization>);
 
 impl<'a> OrgIndex<'a> {
     fn new(orgs: &'a [Arc<Organization>]) -> Self {
-        let by_key = orgs
-            .iter()
-            .filter_map(|o| {
-                Some((
-                    (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
-                    o.as_ref(),
-                ))
-            })
-            .collect();
-        OrgIndex(by_key)
+        OrgIndex(crate::crd::organization::by_name(orgs))
     }
 
     fn of(&self, app: &NativeApp) -> Option<&'a Organization> {

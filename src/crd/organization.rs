@@ -353,3 +353,16 @@ impl Organization {
 fn seconds(value: Option<i64>, default: u64) -> std::time::Duration {
     std::time::Duration::from_secs(value.map_or(default, |v| v.max(0) as u64))
 }
+
+/// `orgs` by `(namespace, name)`, for callers that look organizations up by reference (one hash
+/// lookup instead of a scan per referring object).
+pub fn by_name(orgs: &[std::sync::Arc<Organization>]) -> std::collections::HashMap<(&str, &str), &Organization> {
+    orgs.iter()
+        .filter_map(|o| {
+            Some((
+                (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
+                o.as_ref(),
+            ))
+        })
+        .collect()
+}

@@ -9,7 +9,6 @@ use kube::runtime::watcher;
 
 use crate::cache::Caches;
 use crate::controller::client_secret::secret::{CLIENT_SECRET_KEY, CLIENT_SECRET_LABEL};
-use crate::crd::Organization;
 
 /// Field selector of the user watch: Secrets of these types never hold logins.
 const USER_FIELDS: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
@@ -40,15 +39,7 @@ pub fn wanted(caches: &Caches) -> Wanted {
             keys.insert("password".into());
         }
     }
-    let by_name: HashMap<(&str, &str), &Organization> = orgs
-        .iter()
-        .filter_map(|o| {
-            Some((
-                (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
-                o.as_ref(),
-            ))
-        })
-        .collect();
+    let by_name = crate::crd::organization::by_name(&orgs);
     for cs in caches.client_secrets.state() {
         let Some(ns) = &cs.metadata.namespace else { continue };
         let org = by_name.get(&(ns.as_str(), cs.spec.organization_ref.name.as_str()));
