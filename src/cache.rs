@@ -7,6 +7,13 @@
 //!
 //! [`Caches::generation`] counts the changes applied to any of the three: lookup tables built
 //! from the caches (`http::routing::Index`) are rebuilt only when it moved.
+//!
+//! Readiness: kube's `Store::wait_until_ready` wakes only one of several concurrent waiters
+//! (its `DelayedInit` polls a futures `oneshot::Receiver`, which keeps the last waker only),
+//! so a second task waiting on the same store could wait forever — the Secret follower did, on
+//! some starts, and its replica then refused right passwords. One task waits on the stores and
+//! publishes readiness on a `tokio::sync::watch`, which wakes every waiter:
+//! [`Caches::wait_until_ready`] is the only way to wait for the caches.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +25,7 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::crd::{ClientSecret, NativeApp, Organization};
 use crate::scope::{Scope, WatchScope};
@@ -37,6 +45,8 @@ pub struct Caches {
     scope: Scope,
     /// Per-unit stores and change feeds, for the controllers.
     feeds: Arc<Feeds>,
+    /// Turns `true` once every store has listed (see the module documentation).
+    ready: watch::Receiver<bool>,
 }
 
 /// The per-unit stores and changes of the three kinds.
@@ -151,6 +161,14 @@ impl Caches {
         let (organizations, org_feed) = spawn_reflector(client, scope, generation.clone());
         let (client_secrets, cs_feed) = spawn_reflector(client, scope, generation.clone());
         let (native_apps, app_feed) = spawn_reflector(client, scope, generation.clone());
+        let stores = (organizations.clone(), client_secrets.clone(), native_apps.clone());
+        let ready = signal_when(async move {
+            let _ = tokio::join!(
+                stores.0.wait_until_ready(),
+                stores.1.wait_until_ready(),
+                stores.2.wait_until_ready(),
+            );
+        });
         Caches {
             organizations,
             client_secrets,
@@ -162,6 +180,7 @@ impl Caches {
                 client_secrets: cs_feed,
                 native_apps: app_feed,
             }),
+            ready,
         }
     }
 
@@ -191,14 +210,26 @@ impl Caches {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Resolves once every cache has listed its objects (in every watched namespace).
+    /// Resolves once every cache has listed its objects (in every watched namespace). Any
+    /// number of tasks may wait at once (unlike kube's `Store::wait_until_ready`).
     pub async fn wait_until_ready(&self) {
-        let _ = tokio::join!(
-            self.organizations.wait_until_ready(),
-            self.client_secrets.wait_until_ready(),
-            self.native_apps.wait_until_ready(),
-        );
+        let mut ready = self.ready.clone();
+        // An error means the signalling task is gone without signalling: never ready.
+        if ready.wait_for(|r| *r).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
+}
+
+/// A flag that turns `true` once `done` completes: `done` runs in its own task, the only one
+/// to await what it awaits, and the flag wakes every task that waits on it.
+pub fn signal_when(done: impl std::future::Future<Output = ()> + Send + 'static) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        done.await;
+        tx.send_replace(true);
+    });
+    rx
 }
 
 fn spawn_reflector<K>(client: &Client, scope: &Scope, generation: Arc<AtomicU64>) -> (Store<K>, Feed<K>)
@@ -334,4 +365,36 @@ where
         }
     }
     combined.apply_watcher_event(&watcher::Event::InitDone);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    /// Three tasks wait for one store through [`signal_when`]: all three wake once it lists.
+    /// (Awaiting kube's `Store::wait_until_ready` from three tasks wakes only one of them.)
+    #[tokio::test]
+    async fn every_waiter_wakes_when_the_store_lists() {
+        let (reader, mut writer) = reflector::store::<ConfigMap>();
+        let ready = signal_when(async move {
+            let _ = reader.wait_until_ready().await;
+        });
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let mut ready = ready.clone();
+                tokio::spawn(async move { ready.wait_for(|r| *r).await.is_ok() })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let woke = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+            assert!(matches!(woke, Ok(Ok(true))), "a waiter was never woken");
+        }
+    }
 }

@@ -141,9 +141,9 @@ impl SecretsView {
     }
 
     /// Resolves once every Secret the caches name has been resolved once (held, or known not to
-    /// exist): from then on the request path sees what the API server holds. Call it once the
-    /// caches are ready. Secrets named later do not delay it; those no longer named are not
-    /// waited for.
+    /// exist) and the follower took in the caches once: from then on the request path sees what
+    /// the API server holds. Call it once the caches are ready. Secrets named later do not delay
+    /// it; those no longer named are not waited for.
     pub async fn wait_loaded(&self, caches: &Caches) {
         let mut progress = self.progress.subscribe();
         // Read before the caches: any later follow of the caches is seen below.
@@ -157,7 +157,7 @@ impl SecretsView {
                 let now = wanted(caches);
                 needed.retain(|r| now.contains_key(r));
             }
-            if needed.iter().all(|r| self.resolved(r)) {
+            if follows > 0 && needed.iter().all(|r| self.resolved(r)) {
                 return;
             }
             tokio::select! {
