@@ -8,15 +8,17 @@ pub mod client_secret;
 pub mod events;
 pub mod native_app;
 pub mod organization;
+pub mod recorder;
 pub mod related;
 pub mod status;
 
 use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::{Api, Client, Resource};
 
+use self::recorder::Recorder;
 use crate::cache::Caches;
 use crate::metrics::Metrics;
 use crate::scope::Scope;

@@ -11,6 +11,7 @@ mod client_secret_crash;
 mod client_secret_rollout;
 mod crds;
 mod email_login;
+mod events;
 mod image;
 mod image_run;
 mod leader;
