@@ -3,7 +3,8 @@
 //!
 //! With a namespace-restricted [`Scope`] each namespace has its own watch (the operator may not
 //! list cluster-wide), and the per-namespace streams are combined into one [`Store`] per kind,
-//! so readers see the same type whatever the scope.
+//! so readers see the same type whatever the scope. With one unit (the cluster, or a single
+//! namespace) that unit's store is the combined store: each object is held once.
 //!
 //! [`Caches::generation`] counts the changes applied to any of the three: lookup tables built
 //! from the caches (`http::routing::Index`) are rebuilt only when it moved.
@@ -134,16 +135,16 @@ impl<K> Publisher<K> {
     where
         K: Clone,
     {
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        if subscribers.is_empty() {
+            return;
+        }
         let change = match event {
             watcher::Event::InitApply(o) => Change::Listed(Arc::new(o.clone())),
             watcher::Event::Apply(o) => Change::Applied(Arc::new(o.clone())),
             watcher::Event::Delete(o) => Change::Deleted(Arc::new(o.clone())),
             watcher::Event::Init | watcher::Event::InitDone => return,
         };
-        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        if subscribers.is_empty() {
-            return;
-        }
         subscribers.retain(|(u, s)| *u != unit || s.unbounded_send(change.clone()).is_ok());
     }
 }
@@ -248,38 +249,32 @@ where
         subscribers: Arc::clone(&subscribers),
     };
     let units = scope.units();
-    let stores = match scope {
-        Scope::Cluster => {
-            let api = Api::<K>::all(client.clone());
-            let stream = reflector::reflector(
-                writer,
-                watcher(api, watcher::Config::default()).default_backoff().modify(slim),
-            );
-            // The reflector has applied each event to the store before it is yielded here.
-            tokio::spawn(stream.for_each(move |event| {
-                match event {
-                    Ok(event) => {
-                        publisher.publish(0, &event);
-                        bump(&generation);
-                    }
-                    Err(err) => warn_watch_failed::<K>(&err),
+    let mut apis = scope.apis::<K>(client);
+    let stores = if apis.len() == 1 {
+        // One unit (the cluster, or one namespace): its store is the combined store.
+        let stream = reflector::reflector(
+            writer,
+            watcher(apis.remove(0), watcher::Config::default())
+                .default_backoff()
+                .modify(slim),
+        );
+        // The reflector has applied each event to the store before it is yielded here.
+        tokio::spawn(stream.for_each(move |event| {
+            match event {
+                Ok(event) => {
+                    publisher.publish(0, &event);
+                    bump(&generation);
                 }
-                std::future::ready(())
-            }));
-            vec![reader.clone()]
-        }
-        Scope::Namespaces(_) => {
-            let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
-            let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
-            tokio::spawn(combine_namespaces(
-                scope.apis::<K>(client),
-                private,
-                writer,
-                generation,
-                publisher,
-            ));
-            stores
-        }
+                Err(err) => warn_watch_failed::<K>(&err),
+            }
+            std::future::ready(())
+        }));
+        vec![reader.clone()]
+    } else {
+        let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
+        let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
+        tokio::spawn(combine_namespaces(apis, private, writer, generation, publisher));
+        stores
     };
     let feed = Feed {
         units,
