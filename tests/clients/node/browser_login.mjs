@@ -31,23 +31,36 @@ try {
   // The document that holds the form: the page itself, or the iframe when embedded.
   const form = input.embedUrl ? await (await page.waitForSelector('iframe')).contentFrame() : page.mainFrame();
   await form.waitForSelector('#email');
-  const shot = (name) => join(input.artifacts, `${input.shots ?? ''}${name}.png`);
+  // Screenshots (artifacts for people; the tests check they were written). Chromium sometimes
+  // answers "Unable to capture screenshot" on a busy machine: try three times.
+  const screenshot = async (name, fullPage = true) => {
+    const path = join(input.artifacts, `${input.shots ?? ''}${name}.png`);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await page.screenshot({ path, fullPage });
+      } catch (e) {
+        if (attempt === 3) throw e;
+        console.error(`screenshot ${name}, attempt ${attempt}: ${e.message.split('\n')[0]}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  };
   await form.fill('#email', input.email);
   if (input.maildir) {
-    await page.screenshot({ path: shot('login-page'), fullPage: true });
+    await screenshot('login-page');
     await Promise.all([form.waitForSelector('#code'), form.click('#send-code')]);
     const code = await emailedCode(join(input.maildir, '1.json'));
     await form.fill('#code', code);
-    await page.screenshot({ path: shot('code-page'), fullPage: true });
+    await screenshot('code-page');
   } else {
     await form.fill('#password', input.password);
-    await page.screenshot({ path: shot('login-page'), fullPage: true });
+    await screenshot('login-page');
   }
   await form.click('button[type=submit]');
   await form.waitForURL((u) => u.href.startsWith(input.callbackPrefix), { timeout: 15000 }).catch(async (e) => {
     throw new Error(`${e.message}; the frame shows ${form.url()}: ${await form.textContent('body')}`);
   });
-  await page.screenshot({ path: shot('callback') });
+  await screenshot('callback', false);
   const landed = new URL(form.url());
   console.log(JSON.stringify({
     landed: landed.href.split('?')[0],
