@@ -15,10 +15,21 @@ use clap::Parser;
 use centralauth_operator::cli::{Cli, Command};
 use centralauth_operator::crd;
 
+/// Threads for blocking work (argon2id verifications, bounded on their own; system resolver
+/// lookups of the association checks; file reads). tokio's default is 512, each thread with
+/// its stack and allocator state: 10,000 NativeApps created at once grew the process to 390
+/// threads (it also had no bound on concurrent reconciles then). Beyond this many, blocking
+/// work queues.
+const MAX_BLOCKING_THREADS: usize = 64;
+
 fn main() -> ExitCode {
     limit_heap_growth();
     let cli = Cli::parse();
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build();
+    match runtime {
         Ok(runtime) => runtime.block_on(command(cli)),
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -116,3 +116,13 @@ pub async fn run(ctx: Arc<Context>) {
         native_app::run(ctx.clone()),
     );
 }
+
+/// How many reconciles of one controller run at once. kube's default is no limit: creating
+/// thousands of objects at once started thousands of reconciles, each holding its future (about
+/// 15 kB), its API requests and, for NativeApps, an outbound check, at the same moment.
+pub const MAX_CONCURRENT_RECONCILES: u16 = 32;
+
+/// The configuration every controller runs with (see [`MAX_CONCURRENT_RECONCILES`]).
+pub fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES)
+}

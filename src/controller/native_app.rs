@@ -124,6 +124,7 @@ async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
         ctx: ctx.clone(),
     });
     let controller = Controller::for_shared_stream(apps.changed, apps.store)
+        .with_config(super::controller_config())
         .watches_shared_stream(org_stream, move |org| apps_of(&store, &org))
         .owns(
             unit.api::<ConfigMap>(&ctx.client),

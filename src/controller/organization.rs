@@ -118,6 +118,7 @@ async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
         orgs: orgs.store.clone(),
     });
     let controller = Controller::for_shared_stream(orgs.changed, orgs.store)
+        .with_config(super::controller_config())
         .watches_stream(secrets, move |secret| referencing(&store, &secret))
         .reconcile_on(orgs.siblings);
     related::drain(controller.run(reconcile, error_policy, data)).await;

@@ -250,7 +250,7 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
     };
     let changed = applied(changes);
     let org_changes = org_changes.map(|change| change.object().clone());
-    let controller = Controller::for_shared_stream(changed, store.clone());
+    let controller = Controller::for_shared_stream(changed, store.clone()).with_config(super::controller_config());
     let secrets_cfg =
         watcher::Config::default().labels(&format!("{}={}", secret::MANAGED_BY_LABEL, secret::MANAGED_BY));
     let credentials_cfg = watcher::Config::default().labels(&format!("{}=true", credentials::CREDENTIALS_LABEL));
