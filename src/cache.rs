@@ -3,8 +3,7 @@
 //!
 //! With a namespace-restricted [`Scope`] each namespace has its own watch (the operator may not
 //! list cluster-wide), and the per-namespace streams are combined into one [`Store`] per kind,
-//! so readers see the same type whatever the scope. With one unit (the cluster, or a single
-//! namespace) that unit's store is the combined store: each object is held once.
+//! so readers see the same type whatever the scope.
 //!
 //! [`Caches::generation`] counts the changes applied to any of the three: lookup tables built
 //! from the caches (`http::routing::Index`) are rebuilt only when it moved.
@@ -14,7 +13,11 @@
 //! so a second task waiting on the same store could wait forever — the Secret follower did, on
 //! some starts, and its replica then refused right passwords. One task waits on the stores and
 //! publishes readiness on a `tokio::sync::watch`, which wakes every waiter:
-//! [`Caches::wait_until_ready`] is the only way to wait for the caches.
+//! [`Caches::wait_until_ready`] is the only way to wait for the caches. kube's controller
+//! runner awaits its store's readiness itself, so the stores the controllers get (the feeds'
+//! per-unit stores) must not be the stores that task waits on: with namespaces they are the
+//! private stores. (With the whole cluster they share the one store: a known gap, see
+//! docs/benchmarks.md.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -249,32 +252,38 @@ where
         subscribers: Arc::clone(&subscribers),
     };
     let units = scope.units();
-    let mut apis = scope.apis::<K>(client);
-    let stores = if apis.len() == 1 {
-        // One unit (the cluster, or one namespace): its store is the combined store.
-        let stream = reflector::reflector(
-            writer,
-            watcher(apis.remove(0), watcher::Config::default())
-                .default_backoff()
-                .modify(slim),
-        );
-        // The reflector has applied each event to the store before it is yielded here.
-        tokio::spawn(stream.for_each(move |event| {
-            match event {
-                Ok(event) => {
-                    publisher.publish(0, &event);
-                    bump(&generation);
+    let stores = match scope {
+        Scope::Cluster => {
+            let api = Api::<K>::all(client.clone());
+            let stream = reflector::reflector(
+                writer,
+                watcher(api, watcher::Config::default()).default_backoff().modify(slim),
+            );
+            // The reflector has applied each event to the store before it is yielded here.
+            tokio::spawn(stream.for_each(move |event| {
+                match event {
+                    Ok(event) => {
+                        publisher.publish(0, &event);
+                        bump(&generation);
+                    }
+                    Err(err) => warn_watch_failed::<K>(&err),
                 }
-                Err(err) => warn_watch_failed::<K>(&err),
-            }
-            std::future::ready(())
-        }));
-        vec![reader.clone()]
-    } else {
-        let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
-        let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
-        tokio::spawn(combine_namespaces(apis, private, writer, generation, publisher));
-        stores
+                std::future::ready(())
+            }));
+            vec![reader.clone()]
+        }
+        Scope::Namespaces(_) => {
+            let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
+            let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
+            tokio::spawn(combine_namespaces(
+                scope.apis::<K>(client),
+                private,
+                writer,
+                generation,
+                publisher,
+            ));
+            stores
+        }
     };
     let feed = Feed {
         units,
