@@ -292,6 +292,9 @@ async fn the_image_verifies_tls_against_the_ca_bundle_it_ships() {
     let ports = (support::free_port(), support::free_port());
     let image_bundle = run_container(&built.id, &ns, ports, &[], &args);
     wait_readyz(&image_bundle, ports.1, 503, "the session store is unreachable").await;
+    // /readyz may turn 503 a moment before the warning reaches the container's log.
+    let logged = || image_bundle.logs().contains("session store unreachable");
+    support::wait_until(Duration::from_secs(10), || std::future::ready(logged().then_some(()))).await;
     let logs = image_bundle.logs();
     let why = logs.lines().find(|l| l.contains("session store unreachable"));
     assert!(why.is_some_and(|l| l.contains("certificate")), "{logs}");
