@@ -164,8 +164,8 @@ pub enum PublicScheme {
 
 impl RunArgs {
     /// The namespaces to watch, from `--watch-namespace`.
-    pub fn scope(&self) -> crate::scope::Scope {
-        crate::scope::Scope::from_namespaces(self.watch_namespaces.clone())
+    pub fn scope(&self) -> crate::runtime::scope::Scope {
+        crate::runtime::scope::Scope::from_namespaces(self.watch_namespaces.clone())
     }
 
     /// How the public server is reached, from the flags.

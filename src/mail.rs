@@ -4,7 +4,7 @@
 //! (`StartTls` = STARTTLS required, `Tls` = TLS from the first byte, `None` = plaintext for
 //! trusted relays and tests), sender, and optionally a Secret with `username` and `password`
 //! for SMTP AUTH (PLAIN or LOGIN, whichever the server offers). The Secret is read from the
-//! in-memory [`crate::http::secrets::SecretsView`], never from the API server per request.
+//! in-memory [`crate::runtime::secrets::SecretsView`], never from the API server per request.
 //!
 //! One connection per e-mail, no pool: codes are rare, and a pooled connection that the server
 //! dropped would fail a login. Every send is bounded by [`SmtpSettings::timeout`] (connection,

@@ -1,5 +1,5 @@
 //! Wiring of `centralauth-operator run`: connect to Kubernetes, check the CRDs, start the
-//! caches (every replica), the controllers (the leader only, see [`crate::leader`]), the admin
+//! caches (every replica), the controllers (the leader only, see [`crate::runtime::leader`]), the admin
 //! and public listeners, and stop cleanly on SIGTERM / Ctrl-C.
 
 use std::future::Future;
@@ -11,13 +11,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use crate::cache::Caches;
 use crate::cli::{LogFormat, RunArgs};
 use crate::controller;
 use crate::crd::GROUP;
 use crate::http::admin::{self, Health};
-use crate::leader::{self, LeaseConfig, LeaseConfigError};
-use crate::metrics::Metrics;
+use crate::runtime::cache::Caches;
+use crate::runtime::leader::{self, LeaseConfig, LeaseConfigError};
+use crate::runtime::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// Interval between checks of the session store while it answers.
@@ -30,7 +30,7 @@ const STORE_RETRY_EVERY: Duration = Duration::from_secs(1);
 pub enum RunError {
     /// No usable Kubernetes client configuration.
     #[error("{0}")]
-    KubeConfig(#[source] crate::kube_client::KubeClientError),
+    KubeConfig(#[source] crate::runtime::kube_client::KubeClientError),
     /// The API server could not be asked which resources it serves.
     #[error("cannot reach the Kubernetes API server: {0}")]
     Discovery(#[source] kube::Error),
@@ -180,9 +180,9 @@ fn read_store_ca(args: &RunArgs) -> Result<Option<Vec<u8>>, RunError> {
 async fn connect(args: &RunArgs) -> Result<(kube::Config, Client), RunError> {
     let kube_config = kube::Config::infer()
         .await
-        .map_err(|e| RunError::KubeConfig(crate::kube_client::KubeClientError::Config(e)))?;
-    let client =
-        crate::kube_client::for_units(kube_config.clone(), args.scope().units().len()).map_err(RunError::KubeConfig)?;
+        .map_err(|e| RunError::KubeConfig(crate::runtime::kube_client::KubeClientError::Config(e)))?;
+    let client = crate::runtime::kube_client::for_units(kube_config.clone(), args.scope().units().len())
+        .map_err(RunError::KubeConfig)?;
     Ok((kube_config, client))
 }
 
@@ -190,7 +190,7 @@ async fn connect(args: &RunArgs) -> Result<(kube::Config, Client), RunError> {
 fn controller_context(
     args: &RunArgs,
     client: &Client,
-    scope: crate::scope::Scope,
+    scope: crate::runtime::scope::Scope,
     caches: &Caches,
     metrics: &Metrics,
 ) -> Arc<controller::Context> {
@@ -286,7 +286,7 @@ async fn mark_ready_when_loaded(
     health.set_loaded();
 }
 
-async fn wait_for_keys(keys: &crate::http::keys::KeyRing) {
+async fn wait_for_keys(keys: &crate::runtime::keys::KeyRing) {
     while keys.get().is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -19,9 +19,9 @@ use kube::runtime::events::Reporter;
 use kube::{Api, Client, Resource};
 
 use self::recorder::Recorder;
-use crate::cache::Caches;
-use crate::metrics::Metrics;
-use crate::scope::Scope;
+use crate::runtime::cache::Caches;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::scope::Scope;
 use crate::tenant::PublicBase;
 
 /// What every reconciler shares.
@@ -33,7 +33,7 @@ pub struct Context {
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
     /// The watched namespaces. Controllers run their watches once per unit with
-    /// [`Scope::for_each`] and [`crate::scope::WatchScope::api`] — never `Api::all` — so a
+    /// [`Scope::for_each`] and [`crate::runtime::scope::WatchScope::api`] — never `Api::all` — so a
     /// namespace-restricted operator stays inside its RBAC. Uniqueness rules (subdomains,
     /// custom domains, client IDs, app-link hosts) hold within a unit: the whole cluster, or
     /// each watched namespace.

@@ -34,7 +34,6 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use tracing::Instrument;
 
 use super::related;
 use super::{Context, events, status};
@@ -42,8 +41,8 @@ use crate::applinks::{self, AppLink, AppProblem};
 use crate::association::{Checker, Failure};
 use crate::crd::condition::{self, READY, Status};
 use crate::crd::{FIELD_MANAGER, NativeApp, NativeAppStatus, Organization};
-use crate::metrics::Kind;
-use crate::scope::WatchScope;
+use crate::runtime::metrics::Kind;
+use crate::runtime::scope::WatchScope;
 
 /// Condition type: the app-link host serves association files that list this app.
 pub const ASSOCIATION_VERIFIED: &str = "AssociationVerified";
@@ -92,7 +91,7 @@ struct Data {
     queue: UnboundedSender<ObjectRef<NativeApp>>,
 }
 
-/// Runs this controller, once per watched unit (see [`crate::scope`]), until the future is
+/// Runs this controller, once per watched unit (see [`crate::runtime::scope`]), until the future is
 /// dropped.
 pub async fn run(ctx: Arc<Context>) {
     ctx.scope.clone().for_each(|unit| run_in(ctx.clone(), unit)).await;
@@ -177,7 +176,7 @@ async fn reconcile(app: Arc<NativeApp>, data: Arc<Data>) -> Result<Action, Error
         write_status(&app, &verdict, association, &data).await?;
         Ok(Action::requeue(data.ctx.association.interval))
     };
-    crate::metrics::Metrics::instrument(&metrics, Kind::NativeApp, Error::reason, work.instrument(span)).await
+    crate::runtime::metrics::Metrics::instrument(&metrics, Kind::NativeApp, Error::reason, span, work).await
 }
 
 /// Step 2: the ConfigMap of this app's host, and of any host that still lists it.

@@ -34,15 +34,14 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use tracing::Instrument;
 
 use super::related;
 use super::{Context, events, status};
 use crate::crd::condition::{self, READY, Status};
 use crate::crd::{CLIENT_ID_ANNOTATION, FIELD_MANAGER, ORG_STATUS_MANAGER, Organization, OrganizationStatus};
-use crate::metrics::Kind;
 use crate::origin;
-use crate::scope::WatchScope;
+use crate::runtime::metrics::Kind;
+use crate::runtime::scope::WatchScope;
 use crate::tenant::{self, Claim, Conflict};
 
 /// Re-check period when nothing changes (everything relevant is also watched).
@@ -90,7 +89,7 @@ struct Data {
     orgs: Store<Organization>,
 }
 
-/// Runs this controller, once per watched unit (see [`crate::scope`]), until the future is
+/// Runs this controller, once per watched unit (see [`crate::runtime::scope`]), until the future is
 /// dropped.
 pub async fn run(ctx: Arc<Context>) {
     ctx.scope.clone().for_each(|unit| run_in(ctx.clone(), unit)).await;
@@ -177,7 +176,7 @@ async fn reconcile(org: Arc<Organization>, data: Arc<Data>) -> Result<Action, Er
         write_status(&org, verdict, &data.ctx).await?;
         Ok(Action::requeue(RESYNC))
     };
-    crate::metrics::Metrics::instrument(&metrics, Kind::Organization, Error::reason, work.instrument(span)).await
+    crate::runtime::metrics::Metrics::instrument(&metrics, Kind::Organization, Error::reason, span, work).await
 }
 
 /// Step 1: the organization with a client ID, recording a new one in the annotation first.

@@ -16,8 +16,8 @@ use futures::{Stream, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::cache::{Change, Feed};
-use crate::scope::WatchScope;
+use crate::runtime::cache::{Change, Feed};
+use crate::runtime::scope::WatchScope;
 
 /// A watched kind whose siblings are re-queued: the store, the primary trigger stream for
 /// `Controller::for_shared_stream`, the sibling queue for `Controller::reconcile_on`, and a sender
@@ -33,7 +33,7 @@ pub struct Watched<K: kube::Resource<DynamicType = ()> + Clone + 'static, S> {
     pub queue: UnboundedSender<ObjectRef<K>>,
 }
 
-/// Follows the unit `unit` of the shared cache `feed` (see [`crate::cache::Feed`]); every
+/// Follows the unit `unit` of the shared cache `feed` (see [`crate::runtime::cache::Feed`]); every
 /// change also queues the siblings sharing a key (see the module doc). `None` when the caches
 /// do not watch that unit.
 pub fn follow<K>(

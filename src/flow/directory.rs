@@ -20,9 +20,9 @@ use std::sync::{Arc, RwLock};
 
 use kube::ResourceExt;
 
-use crate::cache::Caches;
 use crate::crd::{ClientSecret, NativeApp, Organization};
 use crate::oauth::grant::OrgKey;
+use crate::runtime::cache::Caches;
 use crate::tenant::{PublicBase, seniority};
 
 use super::Flows;

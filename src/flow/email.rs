@@ -18,9 +18,9 @@ use super::Flows;
 use super::login::{Attempter, Browser, Completed, LOGIN_TTL, LoginError, Pending, login_key};
 use crate::crd::{EmailLogin, Organization};
 use crate::mail::{self, CodeMail, MailError};
-use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::oauth::otp::{self, SendGate, Verdict};
 use crate::oauth::throttle::{self, Counters};
+use crate::runtime::metrics::{LoginMethod, LoginOutcome};
 
 /// What asking for a code led to.
 pub enum SendOutcome {

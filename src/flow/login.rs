@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use super::Flows;
 use super::directory::org_key;
 use crate::crd::Organization;
-use crate::metrics::{LoginMethod, LoginOutcome};
 use crate::oauth::grant::{self, AuthRequest, CodeGrant, OrgKey, Session};
 use crate::oauth::throttle::{Counters, Limits, Tally};
 use crate::oauth::{device, redirect};
+use crate::runtime::metrics::{LoginMethod, LoginOutcome};
 use crate::store::{StoreError, hashed, json};
 
 /// How long a rendered login form stays usable (renewed when a code e-mail is sent).

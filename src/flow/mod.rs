@@ -29,16 +29,16 @@ pub mod token;
 
 use std::sync::Arc;
 
-use crate::cache::Caches;
 use crate::forwarded::{AddressHeader, TrustedProxies};
-use crate::http::keys::KeyRing;
-use crate::http::secrets::SecretsView;
 use crate::mail::{Mailer, SmtpSettings};
 use crate::oauth::client_auth::{ClientAuthPolicy, Lanes};
 use crate::oauth::keys::RotationPolicy;
 use crate::oauth::otp::OtpPolicy;
 use crate::oauth::throttle::Limits;
 use crate::oauth::verifier::SecretVerifier;
+use crate::runtime::cache::Caches;
+use crate::runtime::keys::KeyRing;
+use crate::runtime::secrets::SecretsView;
 use crate::store::{Store, StoreError, StoreUrl};
 use crate::tenant::PublicBase;
 
@@ -128,7 +128,7 @@ pub struct Flows {
     /// Tunables.
     pub settings: Arc<Settings>,
     /// Metrics (login successes and failures per method).
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: crate::runtime::metrics::Metrics,
     /// Sends the code e-mails of the `email` login method.
     pub mailer: Arc<Mailer>,
     /// Lookup tables over the caches (host, client ID, an organization's secrets and apps).
@@ -144,7 +144,7 @@ impl Flows {
         caches: Caches,
         public: PublicBase,
         settings: Settings,
-        metrics: crate::metrics::Metrics,
+        metrics: crate::runtime::metrics::Metrics,
     ) -> Result<Flows, StoreError> {
         let store = crate::store::open(
             &settings.store,

@@ -1,6 +1,6 @@
 //! Admin listener: `/healthz` (the process is alive), `/readyz` (caches, the Secrets they name
 //! and the signing keys loaded, the session store reachable, and not shutting down),
-//! `/metrics` (Prometheus text format, see [`crate::metrics`]).
+//! `/metrics` (Prometheus text format, see [`crate::runtime::metrics`]).
 //!
 //! Every replica serves it, leader or not; it never calls the API server.
 
@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::metrics::{self, Metrics};
+use crate::runtime::metrics::{self, Metrics};
 
 /// Liveness and readiness shared between the wiring and the admin server. Ready means all of:
 /// everything the request path reads is loaded ([`Health::set_loaded`]: caches, the Secrets

@@ -8,7 +8,7 @@
 //!
 //! Handlers only extract and render: each parses its request, calls a flow of
 //! [`crate::flow`] (which reads organizations, secrets and apps from the reflector caches,
-//! Secrets from [`secrets::SecretsView`] and keys from [`keys::KeyRing`] — never from the API
+//! Secrets from [`crate::runtime::secrets::SecretsView`] and keys from [`crate::runtime::keys::KeyRing`] — never from the API
 //! server) and renders the result ([`html`] for pages, [`error`] for error answers). Every response carries `Cache-Control: no-store`; every request
 //! runs in a `tracing` span with method and path (never the query, which holds codes).
 
@@ -18,11 +18,9 @@ pub mod email_login;
 pub mod error;
 pub mod form;
 pub mod html;
-pub mod keys;
 pub mod login;
 pub mod oauth2;
 pub mod routing;
-pub mod secrets;
 pub mod well_known;
 
 use std::net::{IpAddr, SocketAddr};

@@ -1,5 +1,5 @@
 //! ES256 signing keys: the key set, JWS signing and verification, the JWKS, and the rotation
-//! plan. The keys live in one Kubernetes Secret (see `http::keys` for the watcher that loads
+//! plan. The keys live in one Kubernetes Secret (see `crate::runtime::keys` for the watcher that loads
 //! it); this module is pure and tested without a cluster.
 //!
 //! ES256 (P-256): accepted by `openid-client`, `authlib` and every OIDC library, short tokens,

@@ -18,11 +18,6 @@
 
 pub mod memory;
 pub mod redis;
-#[cfg(test)]
-#[path = "../../tests/integration/support/redis_server.rs"]
-mod redis_server;
-#[cfg(test)]
-mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

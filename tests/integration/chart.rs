@@ -9,8 +9,8 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::{Value, json};
 
-use crate::process::{CHART, helm};
 use crate::support;
+use crate::support::process::{CHART, helm};
 
 const HA_VALUES: &str = "charts/centralauth-operator/ci/ha-values.yaml";
 

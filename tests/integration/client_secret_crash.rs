@@ -23,8 +23,8 @@ use tokio::io::AsyncBufReadExt;
 
 use centralauth_operator::crd::ClientSecretPhase;
 
-use crate::client_secret::{Harness, Invariants, annotate, fp, phase};
 use crate::support;
+use crate::support::client_secret::{Harness, Invariants, annotate, fp, phase};
 
 const ROTATIONS: usize = 50;
 
@@ -61,7 +61,7 @@ impl Operator {
     fn start(&mut self) {
         let (public, admin) = (support::free_port(), support::free_port());
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
-            .args(["run", "--base-domain", crate::client_secret::BASE_DOMAIN])
+            .args(["run", "--base-domain", crate::support::client_secret::BASE_DOMAIN])
             // Its own namespace only; no lease (a killed leader's lease would delay the restart).
             .args(["--watch-namespace", &self.namespace, "--leader-elect=false"])
             .arg(format!("--listen=127.0.0.1:{public}"))

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use centralauth_operator::controller::client_secret::secret::{CLIENT_SECRET_KEY, FINGERPRINT_KEY};
 use centralauth_operator::crd::{ClientSecret, ClientSecretPhase};
 
-use crate::client_secret::{Harness, Invariants, condition, current_rv, data, follow, fp, phase};
 use crate::support;
+use crate::support::client_secret::{Harness, Invariants, condition, current_rv, data, follow, fp, phase};
 
 const ANNOTATION: &str = "centralauth.io/client-secret-fingerprint";
 
@@ -385,8 +385,8 @@ async fn on_rollout_without_stamping_waits_for_the_pipeline_and_for_every_worklo
         message.contains(&new_fp) && message.contains("Deployment/api") && message.contains("StatefulSet/db"),
         "{message}"
     );
-    // The operator does not stamp on its own.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The operator does not stamp on its own, not even after looking again.
+    h.looked_again("v2").await;
     let api = Api::<Deployment>::namespaced(h.client.clone(), &h.ns)
         .get("api")
         .await

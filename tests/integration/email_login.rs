@@ -1,4 +1,4 @@
-//! The `email` login method against a real SMTP server (aiosmtpd, see `smtp_support`): the code
+//! The `email` login method against a real SMTP server (aiosmtpd, see `support::smtp`): the code
 //! is read from the received message, on both protocols; wrong codes are counted and burn the
 //! code; used and expired codes are refused; SMTP AUTH uses the credentials Secret; STARTTLS and
 //! implicit TLS are verified against a test CA; every SMTP failure shows a retry message.
@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use centralauth_operator::association::TrustRoots;
 use centralauth_operator::oauth::pkce::s256;
 
-use crate::oauth_support::{Server, Tenant, location_param, location_params};
-use crate::smtp_support::{EmailLogin, Security, SmtpServer, code_of, set_smtp_password, smtp_secret, wrong};
 use crate::support;
+use crate::support::oauth::{Server, Tenant, location_param, location_params};
 use crate::support::pki::TestPki;
+use crate::support::smtp::{EmailLogin, Security, SmtpServer, code_of, set_smtp_password, smtp_secret, wrong};
 
 const CB: &str = "https://app.example.com/cb";
 const VERIFIER: &str = "email-login-verifier-0123456789-abcdefghijklmnop";

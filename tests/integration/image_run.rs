@@ -15,9 +15,9 @@ use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::image::{VERSION, built, podman, scratch};
-use crate::process::{activated_organization, http_get, parse_prometheus_text};
 use crate::support;
 use crate::support::pki::TestPki;
+use crate::support::process::{activated_organization, http_get, parse_prometheus_text};
 use crate::support::redis_server::{self, RedisServer};
 
 const SHUTDOWN_DELAY: Duration = Duration::from_secs(2);

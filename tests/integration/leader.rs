@@ -13,8 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::process::{Operator, OperatorOptions, http_get};
 use crate::support;
+use crate::support::process::{Operator, OperatorOptions, http_get};
 
 /// Lease timings for the tests: `(duration, renew deadline, retry period)`.
 fn lease_args(ns: &str, timings: (&str, &str, &str), extra: &[&str]) -> Vec<String> {

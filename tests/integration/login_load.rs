@@ -14,8 +14,8 @@ use reqwest::{RequestBuilder, Response};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::oauth_support::hidden;
-use crate::process::http_get;
+use crate::support::oauth::hidden;
+use crate::support::process::http_get;
 use centralauth_operator::oauth::pkce::s256;
 
 pub const CB: &str = "https://app.example.com/cb";

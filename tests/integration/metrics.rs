@@ -6,8 +6,8 @@ use std::time::Duration;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use crate::process::{Operator, OperatorOptions, centralauth_api as api, http_get};
 use crate::support;
+use crate::support::process::{Operator, OperatorOptions, centralauth_api as api, http_get};
 
 async fn create_secret(client: &kube::Client, ns: &str, name: &str) {
     let cs: DynamicObject = serde_json::from_value(json!({

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::oauth_attacks::{CB, USER, V, authorize};
-use crate::oauth_support::{Server, Tenant, cookie_set, hidden, location_param, login, login_with, open_login};
+use crate::support::oauth::{Server, Tenant, cookie_set, hidden, location_param, login, login_with, open_login};
 use centralauth_operator::crd::ClientSecret;
 use centralauth_operator::forwarded::TrustedProxies;
 use centralauth_operator::oauth::pkce::s256;

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use crate::oauth_support::{Server, Tenant, json_of, location_param, login};
+use crate::support::oauth::{Server, Tenant, json_of, location_param, login};
 use centralauth_operator::oauth::pkce::s256;
 
 /// The PKCE verifier of the suite's authorization requests.

@@ -7,9 +7,9 @@
 use serde_json::{Value, json};
 
 use crate::oauth_clients::node;
-use crate::oauth_support::{Server, Tenant};
-use crate::smtp_support::{Security, SmtpServer};
 use crate::support;
+use crate::support::oauth::{Server, Tenant};
+use crate::support::smtp::{Security, SmtpServer};
 
 /// The app: a bare axum server on another loopback port with the callback `/cb`, and
 /// `/embed?src=<url>`, a page that shows `<url>` in an iframe. Returns its port and the

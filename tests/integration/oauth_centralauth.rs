@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::oauth_clients::node;
-use crate::oauth_support::{Server, Tenant, location_param, login};
+use crate::support::oauth::{Server, Tenant, location_param, login};
 use crate::support::redis_server::{self, RedisServer};
 use centralauth_operator::oauth::pkce::s256;
 
@@ -253,7 +253,7 @@ async fn embed_loosens_framing_and_cookies_only_for_organizations_with_allowed_o
         .native_app(&server, "appy-ios", "https://links.example.com/auth")
         .await;
     let http = server.http(&[]);
-    let login_page = |t: &crate::oauth_support::Tenant, redirect: &str, extra: &[(&str, &str)]| {
+    let login_page = |t: &crate::support::oauth::Tenant, redirect: &str, extra: &[(&str, &str)]| {
         let mut q = vec![
             ("client_id", t.client_id.as_str()),
             ("response_type", "code"),
@@ -364,7 +364,7 @@ async fn centralauth_affirm_is_echoed_on_the_callback_and_dated_in_the_user() {
     let (_server, t, http) = ca_setup("ca-affirm").await;
     let first = login(&http, &ca_login_url(&t, &[]), "ada@example.com", "pw-ada-1").await;
     assert_eq!(location_param(&first, "affirm"), None);
-    let session = crate::oauth_support::cookie_set(&first, "ca_session=").unwrap();
+    let session = crate::support::oauth::cookie_set(&first, "ca_session=").unwrap();
     let code = location_param(&first, "code").unwrap();
     let tokens = t
         .verify(&http, &code, "https://app.example.com/cb", Some(VERIFIER))
@@ -374,7 +374,7 @@ async fn centralauth_affirm_is_echoed_on_the_callback_and_dated_in_the_user() {
 
     let before = centralauth_operator::oauth::now();
     let url = ca_login_url(&t, &[("affirm", "1")]);
-    let affirmed = crate::oauth_support::login_with(&http, &url, "ada@example.com", "pw-ada-1", &[session]).await;
+    let affirmed = crate::support::oauth::login_with(&http, &url, "ada@example.com", "pw-ada-1", &[session]).await;
     assert_eq!(
         affirmed.status(),
         303,

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::oauth_support::{Server, location_param, login};
 use crate::support;
+use crate::support::oauth::{Server, location_param, login};
 
 fn clients_dir(lang: &str) -> PathBuf {
     support::repo_root().join("tests/clients").join(lang)

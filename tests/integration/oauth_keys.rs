@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use centralauth_operator::oauth::keys::{RotationPolicy, StoredKey};
 
 use crate::oauth_clients::node;
-use crate::oauth_support::{Server, Tenant, json_of};
 use crate::support;
+use crate::support::oauth::{Server, Tenant, json_of};
 
 /// Rotate every 4 s, publish 1 s ahead, keep a replaced key 12 s.
 const POLICY: RotationPolicy = RotationPolicy {

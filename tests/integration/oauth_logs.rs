@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::oauth_support::{Server, location_param, login};
-use crate::smtp_support::{EmailLogin, Security, SmtpServer, code_of, set_smtp_password, smtp_secret};
 use crate::support;
+use crate::support::oauth::{Server, location_param, login};
+use crate::support::smtp::{EmailLogin, Security, SmtpServer, code_of, set_smtp_password, smtp_secret};
 
 #[tokio::test]
 async fn no_secret_code_password_or_token_in_the_logs() {

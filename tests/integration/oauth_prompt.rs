@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
 use crate::oauth_attacks::{CB, USER, V, authorize, exchange, setup};
-use crate::oauth_support::{Server, Tenant, cookie_set, location_param, location_params, login, login_with};
+use crate::support::oauth::{Server, Tenant, cookie_set, location_param, location_params, login, login_with};
 
 /// GETs an authorization URL with `extra` parameters from a browser holding `cookie`.
 async fn ask(server: &Server, t: &Tenant, extra: &[(&str, &str)], cookie: Option<&str>) -> reqwest::Response {

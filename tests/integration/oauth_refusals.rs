@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::oauth_attacks::{CB, USER, V, authorize, code, exchange, setup};
-use crate::oauth_support::{Server, Tenant, location_param, login};
+use crate::support::oauth::{Server, Tenant, location_param, login};
 use centralauth_operator::oauth::pkce::s256;
 
 /// `POST <issuer>/oauth2/<endpoint>` with `token`, authenticated by `auth` (`None`: no client

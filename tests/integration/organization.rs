@@ -46,7 +46,7 @@ pub fn start_operator(client: &Client, ns: &str, association: AssociationSetting
         instance: Some(format!("test-{ns}")),
     };
     let mut ctx = Context::plain(client.clone(), reporter, public());
-    ctx.scope = centralauth_operator::scope::Scope::from_namespaces([ns.to_string()]);
+    ctx.scope = centralauth_operator::runtime::scope::Scope::from_namespaces([ns.to_string()]);
     ctx.association = association;
     let ctx = Arc::new(ctx);
     Operator(tokio::spawn(async move {
@@ -417,13 +417,18 @@ async fn two_racing_operators_record_one_client_id_per_organization() {
         String,
         BTreeSet<String>,
     >::new()));
+    // And the generation each one's status last said it had observed.
+    let observed = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<String, i64>::new()));
     let recorder = tokio::spawn({
-        let (api, seen) = (api.clone(), seen.clone());
+        let (api, seen, observed) = (api.clone(), seen.clone(), observed.clone());
         async move {
             let mut stream = watcher(api, watcher::Config::default()).applied_objects().boxed();
             while let Some(Ok(o)) = stream.next().await {
                 if let Some(id) = o.annotations().get(CLIENT_ID_ANNOTATION) {
                     seen.lock().unwrap().entry(o.name_any()).or_default().insert(id.clone());
+                }
+                if let Some(g) = o.status.as_ref().and_then(|s| s.observed_generation) {
+                    observed.lock().unwrap().insert(o.name_any(), g);
                 }
             }
         }
@@ -441,7 +446,33 @@ async fn two_racing_operators_record_one_client_id_per_organization() {
             ready.status.as_ref().and_then(|s| s.client_id.as_ref())
         );
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both operators look again (a spec change), and the recorder has seen the result: no
+    // client ID changed afterwards either.
+    for name in &names {
+        let nudge = json!({"spec": {"displayName": format!("{name} again")}});
+        let nudged = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&nudge))
+            .await
+            .unwrap();
+        let generation = nudged.metadata.generation;
+        wait_for(&api, name, "the nudge observed", |o| {
+            o.status.as_ref().and_then(|s| s.observed_generation) == generation
+        })
+        .await;
+        let recorded = support::wait_until(Duration::from_secs(30), || async {
+            observed
+                .lock()
+                .unwrap()
+                .get(name)
+                .is_some_and(|g| Some(*g) == generation)
+                .then_some(())
+        })
+        .await;
+        assert!(
+            recorded.is_some(),
+            "the recorder never saw {name} reconciled after the nudge"
+        );
+    }
     recorder.abort();
     let seen = seen.lock().unwrap();
     for name in &names {

@@ -13,8 +13,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
 
-use crate::process::{CHART, Operator, OperatorOptions, centralauth_api as api, helm};
 use crate::support;
+use crate::support::process::{CHART, Operator, OperatorOptions, centralauth_api as api, helm};
 
 /// A token for `namespace/name` from the TokenRequest API (what the kubelet mounts in a pod).
 async fn service_account_token(client: &Client, namespace: &str, name: &str) -> String {

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::login_load::{CB, Endpoints, Load, Stats, USERS};
-use crate::process::{Operator, OperatorOptions, activated_organization, centralauth_api, http_get};
+use crate::support::process::{Operator, OperatorOptions, activated_organization, centralauth_api, http_get};
 use crate::support::{self, redis_server};
 
 const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);

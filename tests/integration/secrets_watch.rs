@@ -1,13 +1,13 @@
-//! The Secrets the server keeps in memory (`http::secrets`) against the real API server: two
+//! The Secrets the server keeps in memory (`runtime::secrets`) against the real API server: two
 //! watches per namespace whatever the number of tenants, only the Secrets the caches name and
 //! only the keys the server reads, a Secret created after (or before) the Organization naming
 //! it, a key changed, a Secret deleted.
 
 use std::time::Duration;
 
-use centralauth_operator::cache::Caches;
-use centralauth_operator::http::secrets::SecretsView;
-use centralauth_operator::scope::Scope;
+use centralauth_operator::runtime::cache::Caches;
+use centralauth_operator::runtime::scope::Scope;
+use centralauth_operator::runtime::secrets::SecretsView;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};

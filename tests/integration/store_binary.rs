@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::process::{Operator, OperatorOptions};
 use crate::support::pki::TestPki;
+use crate::support::process::{Operator, OperatorOptions};
 use crate::support::redis_server::{self, RedisServer};
 use crate::support::{self, wait_until};
 

@@ -13,7 +13,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::oauth_support::{Server, Tenant, location_param, login};
+use crate::support::oauth::{Server, Tenant, location_param, login};
 use crate::support::redis_server;
 use centralauth_operator::oauth::pkce::s256;
 use centralauth_operator::store::StoreUrl;

@@ -4,8 +4,12 @@
 
 #![allow(dead_code)]
 
+pub mod client_secret;
+pub mod oauth;
 pub mod pki;
+pub mod process;
 pub mod redis_server;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

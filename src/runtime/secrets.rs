@@ -9,7 +9,7 @@
 //!   library decrypts every access token with its client secret, so the server must encrypt
 //!   native tokens with the secret the backend holds).
 //!
-//! Per unit (the cluster, or each `--watch-namespace`, see [`crate::scope`]) one watch selects
+//! Per unit (the cluster, or each `--watch-namespace`, see [`crate::runtime::scope`]) one watch selects
 //! the Secrets the operator writes for ClientSecrets (label [`CLIENT_SECRET_LABEL`]), the other
 //! every other Secret (`!`[`CLIENT_SECRET_LABEL`]: user-provided passwords and SMTP
 //! credentials, and older operator Secrets until the controller labels them). Both feed one
@@ -47,8 +47,8 @@ use tokio::sync::watch;
 mod selection;
 
 pub use self::selection::{SecretRef, Source, Wanted, wanted};
-use crate::cache::Caches;
-use crate::scope::WatchScope;
+use crate::runtime::cache::Caches;
+use crate::runtime::scope::WatchScope;
 
 /// How often the loop looks for cache changes.
 pub const RESYNC: Duration = Duration::from_millis(250);

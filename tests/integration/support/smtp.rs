@@ -13,8 +13,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::oauth_support::{hidden, open_login};
 use crate::support;
+use crate::support::oauth::{hidden, open_login};
 use crate::support::pki::TestPki;
 
 /// Transport security of the test server.

@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::crd::{ClientSecret, NativeApp, Organization};
-use crate::scope::{Scope, WatchScope};
+use crate::runtime::scope::{Scope, WatchScope};
 
 /// Read handles on the caches.
 #[derive(Clone)]

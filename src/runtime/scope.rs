@@ -2,7 +2,7 @@
 //! a fixed list of namespaces (`--watch-namespace`, with one Role per namespace and no
 //! cluster-wide read access at all).
 //!
-//! Everything that lists or watches — the reflector caches ([`crate::cache`]) and the
+//! Everything that lists or watches — the reflector caches ([`crate::runtime::cache`]) and the
 //! controllers — goes through this type, so a restricted operator never asks the API server for
 //! something its RBAC does not grant. A controller runs once per [`WatchScope`]:
 //!

@@ -31,9 +31,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use tracing::Instrument;
 
-use crate::cache::Caches;
 use crate::crd::ClientSecretPhase;
+use crate::runtime::cache::Caches;
 
 /// `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -222,18 +223,32 @@ impl Metrics {
         }
     }
 
-    /// Runs `reconcile` under a [`ReconcileTimer`], counting an error with the reason `reason`
-    /// returns for it. `reason` must return a fixed name (e.g. the error variant), never data
-    /// from the error.
-    pub async fn instrument<T, E, F>(&self, kind: Kind, reason: fn(&E) -> &'static str, reconcile: F) -> Result<T, E>
+    /// Runs `reconcile` in `span` under a [`ReconcileTimer`], counting an error with the
+    /// reason `reason` returns for it. `reason` must return a fixed name (e.g. the error
+    /// variant), never data from the error. It logs, at debug level and in `span`, when the
+    /// reconcile starts and finishes (with its outcome): the positive signal that the
+    /// controller looked at an object again.
+    pub async fn instrument<T, E, F>(
+        &self,
+        kind: Kind,
+        reason: fn(&E) -> &'static str,
+        span: tracing::Span,
+        reconcile: F,
+    ) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
     {
         let timer = self.reconcile(kind);
-        let result = reconcile.await;
-        if let Err(err) = &result {
-            timer.failed(reason(err));
-        }
+        span.in_scope(|| tracing::debug!("reconcile started"));
+        let result = reconcile.instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(err) => {
+                timer.failed(reason(err));
+                reason(err)
+            }
+        };
+        span.in_scope(|| tracing::debug!(outcome, "reconcile finished"));
         result
     }
 

@@ -33,7 +33,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::crd::FIELD_MANAGER;
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 
 /// Where the lease lives and how leadership is timed.
 #[derive(Clone, Debug)]
@@ -454,7 +454,7 @@ fn campaign_thread(
         }
     };
     runtime.block_on(async move {
-        match crate::kube_client::from_config(kube) {
+        match crate::runtime::kube_client::from_config(kube) {
             Ok(client) => {
                 let elector = Elector::new(client, config);
                 let _ = done.send(campaign(elector, state, stop).await);

@@ -31,8 +31,8 @@ fn reconciles_are_counted_with_errors_and_durations() {
 #[tokio::test]
 async fn instrument_counts_errors_by_fixed_reason() {
     let metrics = Metrics::default();
-    let r: Result<(), &str> = metrics
-        .instrument(Kind::NativeApp, |_| "Invalid", async {
+    let r: Result<(), &str> =
+        Metrics::instrument(&metrics, Kind::NativeApp, |_| "Invalid", tracing::Span::none(), async {
             Err("detail that must not leak")
         })
         .await;

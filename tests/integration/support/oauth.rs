@@ -23,13 +23,13 @@ use kube::api::{Api, PostParams};
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 
-use centralauth_operator::cache::Caches;
 use centralauth_operator::controller::{self, Context};
 use centralauth_operator::crd::{ClientSecret, ClientSecretPhase, NativeApp, Organization};
 use centralauth_operator::flow::Flows;
 use centralauth_operator::http::{AppState, Settings};
 use centralauth_operator::oauth::grant::random_token;
-use centralauth_operator::scope::Scope;
+use centralauth_operator::runtime::cache::Caches;
+use centralauth_operator::runtime::scope::Scope;
 use centralauth_operator::store::StoreUrl;
 use centralauth_operator::tenant::PublicBase;
 

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::redis_server::{self, RedisServer};
-use super::{MemoryStore, RedisStore, RedisUrl, Store};
+use centralauth_operator::store::{MemoryStore, RedisStore, RedisUrl, Store};
+
+use crate::support::redis_server::{self, RedisServer};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -17,7 +18,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(std::sync::Arc::new(crate::store::MemoryStore::new())).await;
+                    super::$name(std::sync::Arc::new(centralauth_operator::store::MemoryStore::new())).await;
                 }
             )*
         }

@@ -7,8 +7,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
-use crate::cache::Caches;
 use crate::controller::client_secret::secret::{CLIENT_SECRET_KEY, CLIENT_SECRET_LABEL};
+use crate::runtime::cache::Caches;
 
 /// Field selector of the user watch: Secrets of these types never hold logins.
 const USER_FIELDS: &str = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token";
