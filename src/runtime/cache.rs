@@ -3,21 +3,18 @@
 //!
 //! With a namespace-restricted [`Scope`] each namespace has its own watch (the operator may not
 //! list cluster-wide), and the per-namespace streams are combined into one [`Store`] per kind,
-//! so readers see the same type whatever the scope.
+//! so readers see the same type whatever the scope. With one unit (the cluster, or a single
+//! namespace) that unit's store is the combined store: each object is held once.
 //!
 //! [`Caches::generation`] counts the changes applied to any of the three: lookup tables built
-//! from the caches (`http::routing::Index`) are rebuilt only when it moved.
+//! from the caches (`flow::directory::Index`) are rebuilt only when it moved.
 //!
 //! Readiness: kube's `Store::wait_until_ready` wakes only one of several concurrent waiters
 //! (its `DelayedInit` polls a futures `oneshot::Receiver`, which keeps the last waker only),
-//! so a second task waiting on the same store could wait forever — the Secret follower did, on
-//! some starts, and its replica then refused right passwords. One task waits on the stores and
-//! publishes readiness on a `tokio::sync::watch`, which wakes every waiter:
-//! [`Caches::wait_until_ready`] is the only way to wait for the caches. kube's controller
-//! runner awaits its store's readiness itself, so the stores the controllers get (the feeds'
-//! per-unit stores) must not be the stores that task waits on: with namespaces they are the
-//! private stores. (With the whole cluster they share the one store: a known gap, see
-//! docs/benchmarks.md.)
+//! and kube's controller runner waits on its store that way. So nothing here waits on a
+//! store: the task that feeds a store sees its first complete list go by and publishes that on
+//! a `tokio::sync::watch`, which wakes every waiter. [`Caches::wait_until_ready`] waits on
+//! those; the controllers' runners stay the only waiters kube's stores have.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,16 +159,16 @@ impl Caches {
     /// Starts the reflectors of the three kinds for the watched namespaces of `scope`.
     pub fn start_scoped(client: &Client, scope: &Scope) -> Caches {
         let generation = Arc::new(AtomicU64::new(0));
-        let (organizations, org_feed) = spawn_reflector(client, scope, generation.clone());
-        let (client_secrets, cs_feed) = spawn_reflector(client, scope, generation.clone());
-        let (native_apps, app_feed) = spawn_reflector(client, scope, generation.clone());
-        let stores = (organizations.clone(), client_secrets.clone(), native_apps.clone());
+        let (organizations, org_feed, orgs_listed) = spawn_reflector(client, scope, generation.clone());
+        let (client_secrets, cs_feed, secrets_listed) = spawn_reflector(client, scope, generation.clone());
+        let (native_apps, app_feed, apps_listed) = spawn_reflector(client, scope, generation.clone());
         let ready = signal_when(async move {
-            let _ = tokio::join!(
-                stores.0.wait_until_ready(),
-                stores.1.wait_until_ready(),
-                stores.2.wait_until_ready(),
-            );
+            for mut listed in [orgs_listed, secrets_listed, apps_listed] {
+                // An error means the feeding task is gone: never ready.
+                if listed.wait_for(|l| *l).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
         });
         Caches {
             organizations,
@@ -236,7 +233,13 @@ pub fn signal_when(done: impl std::future::Future<Output = ()> + Send + 'static)
     rx
 }
 
-fn spawn_reflector<K>(client: &Client, scope: &Scope, generation: Arc<AtomicU64>) -> (Store<K>, Feed<K>)
+/// Starts feeding one kind's store from the watches of `scope`; returns the store, the
+/// per-unit feed and a flag that turns `true` once the store holds a complete list.
+fn spawn_reflector<K>(
+    client: &Client,
+    scope: &Scope,
+    generation: Arc<AtomicU64>,
+) -> (Store<K>, Feed<K>, watch::Receiver<bool>)
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -247,50 +250,67 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
+    let (listed, listed_rx) = watch::channel(false);
     let subscribers: Subscribers<K> = Arc::default();
     let publisher = Publisher {
         subscribers: Arc::clone(&subscribers),
     };
     let units = scope.units();
-    let stores = match scope {
-        Scope::Cluster => {
-            let api = Api::<K>::all(client.clone());
-            let stream = reflector::reflector(
-                writer,
-                watcher(api, watcher::Config::default()).default_backoff().modify(slim),
-            );
-            // The reflector has applied each event to the store before it is yielded here.
-            tokio::spawn(stream.for_each(move |event| {
-                match event {
-                    Ok(event) => {
-                        publisher.publish(0, &event);
-                        bump(&generation);
-                    }
-                    Err(err) => warn_watch_failed::<K>(&err),
-                }
-                std::future::ready(())
-            }));
-            vec![reader.clone()]
-        }
-        Scope::Namespaces(_) => {
-            let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
-            let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
-            tokio::spawn(combine_namespaces(
-                scope.apis::<K>(client),
-                private,
-                writer,
-                generation,
-                publisher,
-            ));
-            stores
-        }
+    let mut apis = scope.apis::<K>(client);
+    let stores = if apis.len() == 1 {
+        // One unit (the cluster, or one namespace): its store is the combined store.
+        tokio::spawn(follow_one_unit(apis.remove(0), writer, listed, generation, publisher));
+        vec![reader.clone()]
+    } else {
+        let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
+        let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
+        let combined = Combined {
+            writer,
+            listed,
+            generation,
+            publisher,
+        };
+        tokio::spawn(combine_namespaces(apis, private, combined));
+        stores
     };
     let feed = Feed {
         units,
         stores,
         subscribers,
     };
-    (reader, feed)
+    (reader, feed, listed_rx)
+}
+
+/// Feeds the store of the only watched unit from its watch.
+async fn follow_one_unit<K>(
+    api: Api<K>,
+    writer: Writer<K>,
+    listed: watch::Sender<bool>,
+    generation: Arc<AtomicU64>,
+    publisher: Publisher<K>,
+) where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff().modify(slim),
+    );
+    // The reflector has applied each event to the store before it is yielded here.
+    stream
+        .for_each(move |event| {
+            match event {
+                Ok(event) => {
+                    publisher.publish(0, &event);
+                    if matches!(event, watcher::Event::InitDone) {
+                        listed.send_replace(true);
+                    }
+                    bump(&generation);
+                }
+                Err(err) => warn_watch_failed::<K>(&err),
+            }
+            std::future::ready(())
+        })
+        .await;
 }
 
 /// Drops what no reader needs before an object enters a store: managed fields (often the
@@ -316,13 +336,8 @@ fn warn_watch_failed<K: Resource<DynamicType = ()>>(err: &watcher::Error) {
 /// store is rebuilt from all private stores — the store's own list semantics would otherwise
 /// let one namespace's relist wipe the others. The combined store becomes ready only once
 /// every namespace has listed.
-async fn combine_namespaces<K>(
-    apis: Vec<Api<K>>,
-    mut private: Vec<Writer<K>>,
-    mut combined: Writer<K>,
-    generation: Arc<AtomicU64>,
-    publisher: Publisher<K>,
-) where
+async fn combine_namespaces<K>(apis: Vec<Api<K>>, mut private: Vec<Writer<K>>, mut combined: Combined<K>)
+where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let mut listed = vec![false; apis.len()];
@@ -343,19 +358,28 @@ async fn combine_namespaces<K>(
             }
         };
         private[i].apply_watcher_event(&event);
-        publisher.publish(i, &event);
+        combined.publisher.publish(i, &event);
         match event {
-            watcher::Event::Apply(_) | watcher::Event::Delete(_) => combined.apply_watcher_event(&event),
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) => combined.writer.apply_watcher_event(&event),
             watcher::Event::InitDone => {
                 listed[i] = true;
                 if listed.iter().all(|l| *l) {
-                    rebuild(&mut combined, &private);
+                    rebuild(&mut combined.writer, &private);
+                    combined.listed.send_replace(true);
                 }
             }
             watcher::Event::Init | watcher::Event::InitApply(_) => continue,
         }
-        bump(&generation);
+        bump(&combined.generation);
     }
+}
+
+/// The combined store of several namespaces and what its feeding task reports to.
+struct Combined<K: Resource<DynamicType = ()> + Clone + 'static> {
+    writer: Writer<K>,
+    listed: watch::Sender<bool>,
+    generation: Arc<AtomicU64>,
+    publisher: Publisher<K>,
 }
 
 fn rebuild<K>(combined: &mut Writer<K>, private: &[Writer<K>])
