@@ -147,13 +147,24 @@ fn required_secrets(org: &Organization) -> Vec<(String, Vec<String>)> {
     secrets
 }
 
+/// Whether `org` names Secret `name` as a login-method Secret ([`required_secrets`], without
+/// building it: every Secret event asks this of every organization).
+fn names_secret(org: &Organization, name: &str) -> bool {
+    let methods = &org.spec.login_methods;
+    methods.passwords.as_ref().is_some_and(|p| p.secret_name == name)
+        || methods
+            .email
+            .as_ref()
+            .is_some_and(|e| e.credentials_secret_name.as_deref() == Some(name))
+}
+
 /// Organizations in the Secret's namespace that name it as a login-method Secret.
 fn referencing(store: &Store<Organization>, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<Organization>> {
     let (ns, name) = (secret.namespace(), secret.name_any());
     store
         .state()
         .iter()
-        .filter(|o| o.namespace() == ns && required_secrets(o).iter().any(|(s, _)| *s == name))
+        .filter(|o| o.metadata.namespace == ns && names_secret(o, &name))
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
 }

@@ -77,8 +77,11 @@ impl Flows {
     /// Every authenticating ClientSecret with its organization.
     fn authenticating(&self) -> Vec<(Arc<Organization>, Arc<ClientSecret>)> {
         let mut all = vec![];
+        // One index for the whole pass: asking per organization would rebuild it after every
+        // change that lands meanwhile (thousands of times per pass while tenants are created).
+        let index = self.index();
         for org in self.caches.organizations.state() {
-            for cs in self.client_secrets_of(&org) {
+            for cs in index.client_secrets_of(&org) {
                 if cs.authenticates_for(&org) {
                     all.push((org.clone(), cs));
                 }

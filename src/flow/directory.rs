@@ -87,6 +87,13 @@ impl Index {
     }
 }
 
+impl Index {
+    /// The organization's ClientSecrets, as of this index.
+    pub fn client_secrets_of(&self, org: &Organization) -> Vec<Arc<ClientSecret>> {
+        self.client_secrets.get(&org_name(org)).cloned().unwrap_or_default()
+    }
+}
+
 fn keep_senior(map: &mut HashMap<String, Arc<Organization>>, key: String, org: &Arc<Organization>) {
     match map.entry(key) {
         Entry::Vacant(e) => {
@@ -134,7 +141,7 @@ pub enum Site {
 }
 
 impl Flows {
-    fn index(&self) -> Arc<Index> {
+    pub(super) fn index(&self) -> Arc<Index> {
         self.index.current(&self.caches, &self.public)
     }
 
@@ -167,11 +174,7 @@ impl Flows {
 
     /// The organization's ClientSecrets.
     pub fn client_secrets_of(&self, org: &Organization) -> Vec<Arc<ClientSecret>> {
-        self.index()
-            .client_secrets
-            .get(&org_name(org))
-            .cloned()
-            .unwrap_or_default()
+        self.index().client_secrets_of(org)
     }
 
     /// The organization's NativeApps.

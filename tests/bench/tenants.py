@@ -100,7 +100,7 @@ def token_latencies(ns, suffix, port):
     secrets = {s["metadata"]["name"]: base64.b64decode(s["data"]["client_secret"]).decode()
                for s in data["items"] if s["metadata"]["name"] in active}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    latencies, failures, statuses = [], 0, {}
+    latencies, failures, statuses, failed = [], 0, {}, set()
     tenants = sorted(int(name[3:]) for name in secrets)
     for _ in range(TOKENS if tenants else 0):
         i = random.choice(tenants)
@@ -114,7 +114,7 @@ def token_latencies(ns, suffix, port):
         try:
             conn.request("POST", "/oauth2/token", body="grant_type=client_credentials", headers=headers)
             resp = conn.getresponse()
-            resp.read()
+            body = resp.read()
         except (ConnectionError, http.client.HTTPException) as err:
             # The server closed the keep-alive connection: count it, reconnect, go on.
             print(f"  token request failed ({err!r}); reconnecting", file=sys.stderr)
@@ -125,9 +125,14 @@ def token_latencies(ns, suffix, port):
         latencies.append(time.perf_counter() - t)
         if resp.status != 200:
             failures += 1
-            statuses[resp.status] = statuses.get(resp.status, 0) + 1
-    if statuses:
-        print(f"  answers other than 200, by status: {statuses}", file=sys.stderr)
+            key = (resp.status, body.decode(errors="replace")[:160])
+            statuses[key] = statuses.get(key, 0) + 1
+            failed.add(i)
+    for (status, body), n in sorted(statuses.items()):
+        print(f"  {n} answers {status}: {body}", file=sys.stderr)
+    if failed:
+        sample = sorted(failed)[:5]
+        print(f"  {len(failed)} tenants answered other than 200, e.g. {['t%05d' % i for i in sample]}", file=sys.stderr)
     return latencies, failures
 
 
