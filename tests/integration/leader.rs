@@ -530,17 +530,19 @@ async fn a_lease_taken_by_force_stops_the_controllers_without_leaking_tasks_or_s
     for round in 1..=3 {
         // Another identity takes the Lease: the operator sees it at its next renewal and stops its
         // controllers; nobody renews the intruder's record, so it takes the lease back later.
+        // A renewal landing between the read and the write makes the write conflict: read again.
         let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-        let mut lease = leases.get("leader-test").await.unwrap();
-        let spec = lease.spec.as_mut().unwrap();
-        spec.holder_identity = Some("intruder".into());
-        spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-            k8s_openapi::jiff::Timestamp::now(),
-        ));
-        leases
-            .replace("leader-test", &Default::default(), &lease)
-            .await
-            .unwrap();
+        let taken = support::wait_until(Duration::from_secs(10), || async {
+            let mut lease = leases.get("leader-test").await.ok()?;
+            let spec = lease.spec.as_mut()?;
+            spec.holder_identity = Some("intruder".into());
+            spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                k8s_openapi::jiff::Timestamp::now(),
+            ));
+            leases.replace("leader-test", &Default::default(), &lease).await.ok()
+        })
+        .await;
+        assert!(taken.is_some(), "round {round}: the intruder could not take the Lease");
         let lost = support::wait_until(Duration::from_secs(10), || async {
             let m = op.metrics().await;
             (m.value("centralauth_leadership_changes_total", &[("event", "lost")]) == Some(f64::from(round)))
