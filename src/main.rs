@@ -7,6 +7,7 @@ use std::process::ExitCode;
 /// `_int_malloc` and `malloc_consolidate` (perf, release build); mimalloc cut the CPU per code
 /// exchange by 18–35 % and per `client_credentials` request by 13–25 % (tests/bench/token_bench.py,
 /// alternating builds).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -23,7 +24,7 @@ use centralauth_operator::crd;
 const MAX_BLOCKING_THREADS: usize = 64;
 
 fn main() -> ExitCode {
-    limit_heap_growth();
+    centralauth_operator::runtime::memory::tune();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,17 +94,4 @@ fn crds(out_dir: Option<std::path::PathBuf>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// Every argon2id hash or verification allocates a 19 MiB block. glibc raises its mmap
-/// threshold after the first such block is freed, so later ones come from per-thread arenas that
-/// keep the memory: the process grew to ~900 MB after a few hundred secrets. A fixed threshold
-/// of 1 MiB keeps those blocks mmapped, returned to the OS when freed (~50 MB steady).
-fn limit_heap_growth() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes an allocator tunable; it is called before any other thread
-    // exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
 }

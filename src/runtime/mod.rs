@@ -6,6 +6,7 @@
 //!   watches ([`secrets::SecretsView`]).
 //! - [`keys`]: the signing and encryption keys, from their Secret ([`keys::KeyRing`]).
 //! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
+//! - [`memory`]: allocator settings that return the start-up burst's memory.
 //! - [`metrics`]: Prometheus metrics served on the admin listener.
 //! - [`scope`]: which namespaces are watched (all, or a list).
 //! - [`kube_client`]: the API client: one HTTP/2 connection for every request and watch.
@@ -14,6 +15,7 @@ pub mod cache;
 pub mod keys;
 pub mod kube_client;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod scope;
 pub mod secrets;
