@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use k8s_openapi::NamespaceResourceScope;
-use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -124,28 +124,38 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Feed<K> {
 }
 
 /// The publishing side of a [`Feed`], moved into the reflector task.
-struct Publisher<K> {
+struct Publisher<K: Resource<DynamicType = ()> + 'static> {
     subscribers: Subscribers<K>,
+    /// Each unit's store: a change hands subscribers the store's own copy of the object.
+    stores: Vec<Store<K>>,
 }
 
-impl<K> Publisher<K> {
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Publisher<K> {
     /// Sends the change of `event` in unit `unit` to its subscribers (call it once the unit's
     /// store has the event).
-    fn publish(&self, unit: usize, event: &watcher::Event<K>)
-    where
-        K: Clone,
-    {
+    fn publish(&self, unit: usize, event: &watcher::Event<K>) {
         let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
         if subscribers.is_empty() {
             return;
         }
         let change = match event {
             watcher::Event::InitApply(o) => Change::Listed(Arc::new(o.clone())),
-            watcher::Event::Apply(o) => Change::Applied(Arc::new(o.clone())),
+            watcher::Event::Apply(o) => Change::Applied(self.stored(unit, o)),
             watcher::Event::Delete(o) => Change::Deleted(Arc::new(o.clone())),
             watcher::Event::Init | watcher::Event::InitDone => return,
         };
         subscribers.retain(|(u, s)| *u != unit || s.unbounded_send(change.clone()).is_ok());
+    }
+
+    /// The store's copy of `obj` (the same version), else a copy of it. Sharing the store's
+    /// copy keeps a burst of changes queued for a busy controller from holding a second copy
+    /// of every object. (A (re)list's objects enter the store only when the list completes,
+    /// so those are copied.)
+    fn stored(&self, unit: usize, obj: &K) -> Arc<K> {
+        self.stores[unit]
+            .get(&ObjectRef::from_obj(obj))
+            .filter(|held| held.resource_version() == obj.resource_version())
+            .unwrap_or_else(|| Arc::new(obj.clone()))
     }
 }
 
@@ -252,18 +262,24 @@ where
     let (reader, writer) = reflector::store();
     let (listed, listed_rx) = watch::channel(false);
     let subscribers: Subscribers<K> = Arc::default();
-    let publisher = Publisher {
-        subscribers: Arc::clone(&subscribers),
-    };
     let units = scope.units();
     let mut apis = scope.apis::<K>(client);
     let stores = if apis.len() == 1 {
         // One unit (the cluster, or one namespace): its store is the combined store.
+        let stores = vec![reader.clone()];
+        let publisher = Publisher {
+            subscribers: Arc::clone(&subscribers),
+            stores: stores.clone(),
+        };
         tokio::spawn(follow_one_unit(apis.remove(0), writer, listed, generation, publisher));
-        vec![reader.clone()]
+        stores
     } else {
         let private: Vec<Writer<K>> = units.iter().map(|_| Writer::default()).collect();
         let stores: Vec<Store<K>> = private.iter().map(Writer::as_reader).collect();
+        let publisher = Publisher {
+            subscribers: Arc::clone(&subscribers),
+            stores: stores.clone(),
+        };
         let combined = Combined {
             writer,
             listed,

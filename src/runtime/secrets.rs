@@ -31,7 +31,7 @@
 //!
 //! [`CLIENT_SECRET_LABEL`]: crate::controller::client_secret::secret::CLIENT_SECRET_LABEL
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -65,8 +65,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between retries of a failed single-Secret read.
 const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// The kept keys of one Secret.
-type SecretData = Arc<BTreeMap<String, Vec<u8>>>;
+/// The kept keys of one Secret and their values: a slice, not a map — one to three keys, where a
+/// `BTreeMap` node costs ~550 bytes (heaptrack, 1,000 tenants: 1.5 of 17 MiB live heap).
+type SecretData = Arc<[(Box<str>, Box<[u8]>)]>;
 
 /// What is known of a Secret the caches name: its kept keys, or that it does not exist.
 type Held = Option<SecretData>;
@@ -104,8 +105,9 @@ impl SecretsView {
         let data = self.data.read().unwrap_or_else(|p| p.into_inner());
         data.get(&(namespace.to_string(), name.to_string()))?
             .as_ref()?
-            .get(key)
-            .cloned()
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| v.to_vec())
     }
 
     /// Whether any data of Secret `namespace/name` is held in memory (for tests and metrics:
@@ -193,11 +195,9 @@ pub type StreamId = (usize, Source);
 /// The keys `keys` of `secret`, nothing else.
 pub fn kept(secret: &Secret, keys: &BTreeSet<String>) -> SecretData {
     let data = secret.data.as_ref();
-    Arc::new(
-        keys.iter()
-            .filter_map(|k| Some((k.clone(), data?.get(k)?.0.clone())))
-            .collect(),
-    )
+    keys.iter()
+        .filter_map(|k| Some((k.as_str().into(), data?.get(k)?.0.as_slice().into())))
+        .collect()
 }
 
 /// The state of the loop that follows the caches: which Secrets are wanted, where their kept
