@@ -20,7 +20,7 @@ fn crds_directory_matches_the_rust_types() {
         );
     }
     let files = support::crd_files();
-    assert_eq!(files.len(), 3, "crds/ must hold exactly one file per CRD: {files:?}");
+    assert_eq!(files.len(), 4, "crds/ must hold exactly one file per CRD: {files:?}");
 }
 
 #[test]
@@ -49,6 +49,7 @@ async fn crds_install_and_become_established() {
         ("organizations", "org"),
         ("clientsecrets", "csec"),
         ("nativeapps", "na"),
+        ("users", "causer"),
     ] {
         let crd = crds.get(&format!("{plural}.centralauth.io")).await.unwrap();
         let conditions = crd.status.unwrap().conditions.unwrap();
