@@ -15,11 +15,12 @@ pub fn user_id(org: &OrgKey, email: &str) -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// Gravatar URL of an address (SHA-256 form, which Gravatar accepts).
+/// Gravatar URL of an address: `https://www.gravatar.com/avatar/<SHA-256 hex of the trimmed,
+/// lower-cased address>` (the SHA-256 form Gravatar accepts).
 pub fn gravatar(email: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, email.trim().to_ascii_lowercase().as_bytes());
     let h: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("https://www.gravatar.com/avatar/{h}?d=identicon")
+    format!("https://www.gravatar.com/avatar/{h}")
 }
 
 /// RFC 3339 UTC time of a Unix timestamp.
@@ -29,23 +30,40 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The CentralAuth user object (`/api/v1/userinfo`, and `user` in the ID token). Accounts of
-/// the `passwords` method are verified and never blocked; their times are the session's.
-/// `affirmationDate` is the time of the login that affirmed the user (`affirm=1`), when this
-/// session comes from one.
+/// The CentralAuth user object (`/api/v1/userinfo`, and `user` in the ID token), from the
+/// directory's record taken at login ([`Session::user`]). A session of an older replica, without
+/// that record, describes a verified user whose times are the session's. `blocked` is always
+/// false here: a blocked user's sessions end (see [`super::access`]), so no token of theirs
+/// reaches this. `affirmationDate` is the time of the login that affirmed the user
+/// (`affirm=1`), when this session comes from one.
 pub fn centralauth_user(session: &Session, organization_id: &str) -> Value {
     let login = rfc3339(session.created_at);
-    let mut user = json!({
-        "id": user_id(&session.org, &session.email),
-        "email": session.email,
-        "gravatar": gravatar(&session.email),
-        "verified": true,
-        "blocked": false,
-        "organizationId": organization_id,
-        "created": login,
-        "updated": login,
-        "lastLogin": login,
-    });
+    let mut user = match &session.user {
+        Some(p) => json!({
+            "id": p.id,
+            "email": p.email,
+            "gravatar": gravatar(&p.email),
+            "verified": p.verified,
+            "blocked": false,
+            "organizationId": organization_id,
+            "created": rfc3339(p.created),
+            "updated": rfc3339(p.updated),
+            "lastLogin": p.last_login,
+            "connections": p.connections.iter().map(|c| json!({"type": c.type_, "created": rfc3339(c.created)})).collect::<Vec<_>>(),
+        }),
+        None => json!({
+            "id": user_id(&session.org, &session.email),
+            "email": session.email,
+            "gravatar": gravatar(&session.email),
+            "verified": true,
+            "blocked": false,
+            "organizationId": organization_id,
+            "created": login,
+            "updated": login,
+            "lastLogin": login,
+            "connections": [],
+        }),
+    };
     if let Some(at) = session.affirmed_at {
         user["affirmationDate"] = json!(rfc3339(at));
     }
