@@ -174,13 +174,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn user_ids_are_stable_per_org_and_case_insensitive() {
-        let a = OrgKey {
+    fn org(uid: &str) -> OrgKey {
+        OrgKey {
             namespace: "n".into(),
             name: "a".into(),
-            uid: "1".into(),
-        };
+            uid: uid.into(),
+        }
+    }
+
+    #[test]
+    fn user_ids_are_stable_per_org_and_case_insensitive() {
+        let a = org("1");
         let b = OrgKey {
             uid: "2".into(),
             ..a.clone()
@@ -189,5 +193,56 @@ mod tests {
         assert_ne!(user_id(&a, "x@y.z"), user_id(&b, "x@y.z"));
         assert_eq!(user_id(&a, "x@y.z").len(), 36);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_gravatar_url_is_the_sha256_of_the_trimmed_lower_cased_address() {
+        let url = gravatar(" Ada@Example.COM ");
+        assert_eq!(url, gravatar("ada@example.com"));
+        let hex = url.strip_prefix("https://www.gravatar.com/avatar/").unwrap();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert_eq!(
+            &hex[..16],
+            &crate::store::hashed("ada@example.com")[..16],
+            "SHA-256 hex of the address"
+        );
+    }
+
+    #[test]
+    fn the_user_object_comes_from_the_directory_record() {
+        use crate::oauth::profile::{Connection, UserProfile};
+        let org = org("1");
+        let profile = UserProfile {
+            id: user_id(&org, "ada@example.com"),
+            email: "ada@example.com".into(),
+            verified: true,
+            created: 0,
+            updated: 60,
+            last_login: "1970-01-01".into(),
+            connections: vec![Connection {
+                type_: "email".into(),
+                created: 0,
+            }],
+        };
+        let session = Session {
+            id: "s".into(),
+            org,
+            email: "Ada@Example.com".into(),
+            created_at: 30,
+            expires_at: 100,
+            app_id: None,
+            device_id: None,
+            affirmed_at: None,
+            user: Some(profile.clone()),
+        };
+        let user = centralauth_user(&session, "client");
+        assert_eq!(
+            user,
+            json!({"id": profile.id, "email": "ada@example.com", "gravatar": gravatar("ada@example.com"),
+                   "verified": true, "blocked": false, "organizationId": "client",
+                   "created": "1970-01-01T00:00:00.000Z", "updated": "1970-01-01T00:01:00.000Z",
+                   "lastLogin": "1970-01-01", "connections": [{"type": "email", "created": "1970-01-01T00:00:00.000Z"}]})
+        );
     }
 }

@@ -19,6 +19,9 @@ use crate::support;
 use crate::support::oauth::{Server, Tenant, location_param, login};
 use crate::support::smtp::{EmailLogin, Security, SmtpServer};
 
+/// How long the User controller may take to set a condition or publish an event.
+const USER_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
 const ADA: (&str, &str) = ("ada@example.com", "pw-ada-1");
 const BOB: (&str, &str) = ("bob@example.com", "pw-bob-1");
 
@@ -345,22 +348,95 @@ async fn deleting_a_user_ends_access_within_seconds_and_a_new_login_gets_the_sam
     assert_eq!(status.id, Some(previous_id(&server, ADA.0).await));
 }
 
+/// The `Ready` condition the controller gives User `name`, once it has one.
+async fn ready_of(server: &Server, name: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    support::wait_until(USER_READY_TIMEOUT, || async {
+        let status = users(server).get(name).await.ok()?.status?;
+        status.conditions.into_iter().find(|c| c.type_ == "Ready")
+    })
+    .await
+    .expect("the controller sets Ready")
+}
+
+/// The notes of the Warning events with `reason` in the server's namespace.
+async fn warnings(server: &Server, reason: &str) -> Vec<String> {
+    use k8s_openapi::api::events::v1::Event;
+    let events = Api::<Event>::namespaced(server.client.clone(), &server.ns);
+    let found = support::wait_until(USER_READY_TIMEOUT, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        let notes: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+            .filter_map(|e| e.note)
+            .collect();
+        (!notes.is_empty()).then_some(notes)
+    })
+    .await;
+    found.unwrap_or_default()
+}
+
 #[tokio::test]
-async fn a_user_under_another_name_is_flagged_with_the_expected_name() {
+async fn a_misnamed_user_and_one_without_organization_are_flagged_with_what_to_fix() {
     let (server, _t) = setup("users-misnamed", json!({}), &[]).await;
     let mut user = User::invite(Some(&server.ns), "acme", ADA.0);
     user.metadata.name = Some("ada".into());
     users(&server).create(&PostParams::default(), &user).await.unwrap();
     let expected = user_name("acme", ADA.0);
-    let ready = support::wait_until(Duration::from_secs(10), || async {
-        let status = users(&server).get("ada").await.ok()?.status?;
-        status.conditions.into_iter().find(|c| c.type_ == "Ready")
-    })
-    .await
-    .expect("the controller flags the user");
+    let ready = ready_of(&server, "ada").await;
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
         ("False", "NameMismatch")
     );
     assert!(ready.message.contains(&expected), "{}", ready.message);
+    let notes = warnings(&server, "NameMismatch").await;
+    assert!(
+        notes.iter().any(|n| n.contains(&expected)),
+        "an event names {expected}: {notes:?}"
+    );
+
+    let orphan = User::invite(Some(&server.ns), "ghost", ADA.0);
+    let name = orphan.metadata.name.clone().unwrap();
+    users(&server).create(&PostParams::default(), &orphan).await.unwrap();
+    let ready = ready_of(&server, &name).await;
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "OrganizationMissing")
+    );
+    assert!(
+        ready.message.contains("Organization ghost does not exist"),
+        "{}",
+        ready.message
+    );
+}
+
+#[tokio::test]
+async fn blocking_at_the_leader_ends_access_at_another_replica_sharing_redis() {
+    use crate::store_replicas::{issuer_at, shared_redis, two_replicas};
+    let (a, b, t) = two_replicas("users-replicas", shared_redis()).await;
+    let mut at_b = t.clone();
+    at_b.issuer = issuer_at(&t, &b);
+    at_b.port = b.port;
+    let tokens = oauth_tokens(&b, &at_b, ADA.0, ADA.1).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    assert!(introspect_active(&b, &at_b, &access).await);
+    let name = user_name("acme", ADA.0);
+    let patch = json!({"spec": {"blocked": true}});
+    users(&a)
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let took = within_seconds(|| async { !introspect_active(&b, &at_b, &access).await }).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "access ended at the other replica after {took:?}"
+    );
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (status, _) = token(
+        &b,
+        &at_b,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await;
+    assert_eq!(status, 400, "refresh refused at the other replica");
 }
