@@ -244,7 +244,11 @@ impl Flows {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
             LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
         };
-        let user = self.admit(&p.org, &email, connection).await?;
+        let user = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
+            if !matches!(e, LoginError::DirectoryUnavailable) {
+                self.metrics.login(method, LoginOutcome::failure);
+            }
+        })?;
         let store = self.store.as_ref();
         let login = json::take::<LoginRequest>(store, &login_key(&p.login_id))
             .await?
