@@ -30,6 +30,27 @@ pub enum Command {
     /// Read a password on stdin and print its argon2id PHC hash, the value a `passwords`
     /// login Secret maps an e-mail address to.
     HashPassword,
+    /// Print the User manifest of an address in an organization, to invite someone or to
+    /// pre-create their record: `centralauth-operator user --organization acme --email
+    /// ada@example.com | kubectl apply -n <namespace> -f -`.
+    User(UserArgs),
+}
+
+/// Flags of `centralauth-operator user`.
+#[derive(Args, Debug, Clone)]
+pub struct UserArgs {
+    /// Name of the Organization (the User goes in its namespace).
+    #[arg(long, value_parser = parse_namespace)]
+    pub organization: String,
+    /// The user's e-mail address (trimmed and lower-cased).
+    #[arg(long)]
+    pub email: String,
+    /// Namespace to write into the manifest (default: none, so `kubectl -n` decides).
+    #[arg(long, short = 'n', value_parser = parse_namespace)]
+    pub namespace: Option<String>,
+    /// Create the user blocked.
+    #[arg(long)]
+    pub blocked: bool,
 }
 
 /// Flags of `centralauth-operator crds`.

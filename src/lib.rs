@@ -2,7 +2,7 @@
 //! service declaratively, and the OAuth 2.0 / PKCE server that serves it, in one binary.
 //!
 //! Module map, in the order a request or a reconcile meets the layers:
-//! - Resource types: [`crd`] (`Organization`, `ClientSecret`, `NativeApp`: the API) and
+//! - Resource types: [`crd`] (`Organization`, `ClientSecret`, `NativeApp`, `User`: the API) and
 //!   [`tenant`] (how an organization is addressed: hosts, issuer, login URL).
 //! - Controllers: [`controller`], one reconciler per kind, with [`applinks`] (native-app
 //!   registration rules and association files) and [`association`] (whether an app-link host

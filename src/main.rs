@@ -43,6 +43,7 @@ async fn command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crds(args) => crds(args.out_dir),
         Command::HashPassword => hash_password(),
+        Command::User(args) => user_manifest(&args),
         Command::Run(args) => {
             centralauth_operator::run::init_tracing(args.log_format);
             match centralauth_operator::run::run(*args).await {
@@ -76,6 +77,26 @@ fn hash_password() -> ExitCode {
         }
         Err(err) => {
             eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the User manifest of `centralauth-operator user`.
+fn user_manifest(args: &centralauth_operator::cli::UserArgs) -> ExitCode {
+    if centralauth_operator::mail::recipient(&args.email).is_none() {
+        eprintln!("error: --email must be one e-mail address such as ada@example.com");
+        return ExitCode::from(2);
+    }
+    let mut user = crd::User::invite(args.namespace.as_deref(), &args.organization, &args.email);
+    user.spec.blocked = args.blocked;
+    match serde_norway::to_string(&user) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: cannot render the User: {err}");
             ExitCode::FAILURE
         }
     }

@@ -124,21 +124,13 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let ctx = controller_context(&args, &client, scope, &caches, &metrics);
 
     let (terminating, stop_serving) = shutdown_phases(health.clone(), args.shutdown_delay);
-    let controllers = run_controllers(kube_config, lease, ctx, metrics.clone(), wait_for(terminating));
+    let controllers = run_controllers(kube_config, lease, ctx.clone(), metrics.clone(), wait_for(terminating));
     let admin = serve(
         admin_listener,
         admin::router(health.clone(), metrics.clone()),
         wait_for(stop_serving.clone()),
     );
-    let mut settings = crate::http::Settings::new(namespace, args.signing_key_rotation_seconds);
-    settings.signing_key_secret = args.signing_key_secret.clone();
-    settings.store = store_url;
-    settings.store_key_prefix = args.store_key_prefix.clone();
-    settings.store_ca_pem = store_ca_pem;
-    settings.trusted_proxies = args.trusted_proxies.clone();
-    settings.client_address_header = args.client_address_header;
-    tracing::info!(store = ?settings.store, "session store");
-    tracing::info!(trusted_proxies = ?settings.trusted_proxies, header = ?settings.client_address_header, "client addresses");
+    let settings = server_settings(&args, namespace, store_url, store_ca_pem);
     let flows = crate::flow::Flows::start(
         client.clone(),
         caches.clone(),
@@ -147,6 +139,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         metrics.clone(),
     )
     .map_err(RunError::Store)?;
+    // The User controller records ended access in the server's own store (polled only below).
+    let _ = ctx.store.set(flows.store.clone());
     let state = crate::http::AppState::start(flows);
     tokio::spawn(mark_ready_when_loaded(
         caches.clone(),
@@ -162,6 +156,25 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     p.map_err(|source| RunError::Serve { what: "public", source })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The public server's settings from the command line.
+fn server_settings(
+    args: &RunArgs,
+    namespace: String,
+    store_url: crate::store::StoreUrl,
+    store_ca_pem: Option<Vec<u8>>,
+) -> crate::http::Settings {
+    let mut settings = crate::http::Settings::new(namespace, args.signing_key_rotation_seconds);
+    settings.signing_key_secret = args.signing_key_secret.clone();
+    settings.store = store_url;
+    settings.store_key_prefix = args.store_key_prefix.clone();
+    settings.store_ca_pem = store_ca_pem;
+    settings.trusted_proxies = args.trusted_proxies.clone();
+    settings.client_address_header = args.client_address_header;
+    tracing::info!(store = ?settings.store, "session store");
+    tracing::info!(trusted_proxies = ?settings.trusted_proxies, header = ?settings.client_address_header, "client addresses");
+    settings
 }
 
 /// The contents of `--store-ca-file`, if given.
@@ -354,9 +367,9 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, RunError> {
         .map_err(|source| RunError::Bind { addr, source })
 }
 
-/// Fails unless the API server serves all three kinds of `centralauth.io`.
+/// Fails unless the API server serves all four kinds of `centralauth.io`.
 pub async fn check_crds(client: &Client) -> Result<(), RunError> {
-    let wanted = ["Organization", "ClientSecret", "NativeApp"];
+    let wanted = ["Organization", "ClientSecret", "NativeApp", "User"];
     let served: Vec<String> = match kube::discovery::group(client, GROUP).await {
         Ok(group) => group
             .recommended_resources()

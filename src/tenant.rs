@@ -217,6 +217,8 @@ pub(crate) mod tests {
                 max_inactivity_seconds: None,
                 login_methods: LoginMethods::default(),
                 secret_rotation: SecretRotation::default(),
+                user_creation: Default::default(),
+                allowed_email_domains: vec![],
                 credentials_secret_name: None,
             },
         )

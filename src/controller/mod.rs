@@ -1,4 +1,4 @@
-//! One reconciler per kind: [`organization`], [`client_secret`], [`native_app`].
+//! One reconciler per kind: [`organization`], [`client_secret`], [`native_app`], [`user`].
 //!
 //! Every reconciler follows the same shape (after kube-rs `controller-rs`): `run` builds a
 //! `kube::runtime::Controller` with its watches, `reconcile` is idempotent and correct whatever
@@ -11,6 +11,7 @@ pub mod organization;
 pub mod recorder;
 pub mod related;
 pub mod status;
+pub mod user;
 
 use std::sync::{Arc, OnceLock};
 
@@ -45,6 +46,9 @@ pub struct Context {
     /// The reflector caches the controllers run on (the server's own, shared); started on
     /// first use for a context built without them (tests).
     pub caches: OnceLock<Caches>,
+    /// The session store the server uses, where the User controller records that a blocked or
+    /// deleted user's access ended. Without it the User controller does not start.
+    pub store: OnceLock<Arc<dyn crate::store::Store>>,
 }
 
 impl Context {
@@ -87,6 +91,7 @@ impl Context {
             metrics: Metrics::default(),
             association: Default::default(),
             caches: OnceLock::new(),
+            store: OnceLock::new(),
         }
     }
 
@@ -108,12 +113,13 @@ impl Context {
     }
 }
 
-/// Runs the three controllers until the future is dropped (on shutdown or lost leadership).
+/// Runs the four controllers until the future is dropped (on shutdown or lost leadership).
 pub async fn run(ctx: Arc<Context>) {
     tokio::join!(
         organization::run(ctx.clone()),
         client_secret::run(ctx.clone()),
         native_app::run(ctx.clone()),
+        user::run(ctx.clone()),
     );
 }
 

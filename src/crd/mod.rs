@@ -1,4 +1,4 @@
-//! The three custom resources of group `centralauth.io/v1alpha1` and what they share.
+//! The four custom resources of group `centralauth.io/v1alpha1` and what they share.
 //!
 //! Validation lives here first: every rule the OpenAPI schema or a CEL expression can carry is
 //! declared on the types, so `kubectl apply` refuses bad input before anything is stored. Rules
@@ -9,6 +9,7 @@ pub mod client_secret;
 pub mod condition;
 pub mod native_app;
 pub mod organization;
+pub mod user;
 
 use kube::{CustomResourceExt, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -20,8 +21,9 @@ pub use client_secret::{
 pub use native_app::{NativeApp, NativeAppSpec, NativeAppStatus, Platform};
 pub use organization::{
     ActiveSecretRef, EmailLogin, LoginMethods, Organization, OrganizationSpec, OrganizationStatus, PasswordLogin,
-    SecretRotation, SmtpTls,
+    SecretRotation, SmtpTls, UserCreation,
 };
+pub use user::{USER_FINALIZER, User, UserConnection, UserSpec, UserStatus, normalize_email, user_name};
 
 /// API group of every resource this operator owns.
 pub const GROUP: &str = "centralauth.io";
@@ -72,6 +74,7 @@ pub fn all_crds() -> Vec<(
         ("organization", Organization::crd()),
         ("clientsecret", ClientSecret::crd()),
         ("nativeapp", NativeApp::crd()),
+        ("user", User::crd()),
     ]
 }
 

@@ -142,6 +142,21 @@ pub struct OrganizationSpec {
     #[serde(default)]
     pub secret_rotation: SecretRotation,
 
+    /// Who may log in: `Open` (default) records anyone who proves an address at their first
+    /// login; `InviteOnly` admits only users an admin created (`centralauth-operator user
+    /// --organization <name> --email <address> | kubectl apply -f -`).
+    #[serde(default)]
+    pub user_creation: UserCreation,
+
+    /// Only addresses of these domains may log in, on every method (compared with the part
+    /// after `@`, case-insensitively; a subdomain is another domain). Empty: every domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 253)))]
+    #[x_kube(validation = Rule::new("self.all(d, d.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))").message(
+        "each allowedEmailDomains entry must be a lowercase domain such as example.com, without '@', scheme or wildcard"
+    ))]
+    pub allowed_email_domains: Vec<String>,
+
     /// Name of a Secret the operator keeps holding the client secret apps should use now
     /// (keys `client_id`, `client_secret`, `issuer`, `fingerprint`), so workloads can mount one
     /// name across rotations. Created and owned by the operator; an existing Secret it does not
@@ -213,6 +228,16 @@ pub enum SmtpTls {
     Tls,
     /// No encryption: only for relays on a trusted network, and for tests.
     None,
+}
+
+/// Whether users are created at their first login.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UserCreation {
+    /// A user who proves an address is recorded at their first login.
+    #[default]
+    Open,
+    /// Only users an admin created may log in; others see a page saying so.
+    InviteOnly,
 }
 
 /// Password login: accounts from a Secret.
@@ -336,6 +361,13 @@ impl Organization {
     /// The ClientSecret this organization's status records as active, if any.
     pub fn active_secret(&self) -> Option<&ActiveSecretRef> {
         self.status.as_ref().and_then(|s| s.active_secret.as_ref())
+    }
+
+    /// Whether `email`'s domain may log in (see `allowedEmailDomains`).
+    pub fn email_domain_allowed(&self, email: &str) -> bool {
+        let domains = &self.spec.allowed_email_domains;
+        let domain = email.trim().rsplit_once('@').map_or("", |(_, d)| d);
+        domains.is_empty() || domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     /// `maxSessionSeconds`, or its default of 30 days.

@@ -287,7 +287,7 @@ impl Flows {
         let idle = self
             .org_by_key(org)
             .map_or(super::login::DEFAULT_IDLE, |o| o.max_inactivity());
-        let session = grant::use_session(self.store.as_ref(), sid, idle, now).await.ok()??;
+        let session = self.user_session(sid, idle, now).await.ok()??;
         (session.org == *org).then_some(session)
     }
 }

@@ -142,7 +142,8 @@ impl Flows {
             verifier: r.verifier,
         };
         exchange.check(&g)?;
-        let session = grant::use_session(self.store.as_ref(), &g.session_id, org.max_inactivity(), now)
+        let session = self
+            .user_session(&g.session_id, org.max_inactivity(), now)
             .await?
             .ok_or(FlowError::SessionEnded)?;
         let key = match r.credentials {
@@ -209,7 +210,8 @@ impl Flows {
             return Err(FlowError::TokenInvalid);
         }
         let idle = org.max_inactivity();
-        let session = grant::use_session(self.store.as_ref(), &record.session_id, idle, crate::oauth::now())
+        let session = self
+            .user_session(&record.session_id, idle, crate::oauth::now())
             .await?
             .ok_or(FlowError::SessionEnded)?;
         Ok((org, session))

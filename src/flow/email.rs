@@ -81,6 +81,9 @@ impl Flows {
         let Some(email) = mail::recipient(raw_email) else {
             return Ok(SendOutcome::InvalidAddress);
         };
+        if !p.org.email_domain_allowed(&email) {
+            return Err(LoginError::domain_refused(&email));
+        }
         let store = self.store.as_ref();
         let policy = &self.settings.email_codes;
         let attempter = Attempter::of(self, p, &email, from.addr, from.device_cookie);

@@ -92,6 +92,31 @@ pub enum LoginError {
     /// The form could not be read.
     #[error("{0}")]
     Form(Cow<'static, str>),
+    /// The address's domain is not in the organization's `allowedEmailDomains` (403).
+    #[error("addresses of {0} may not log in to this organization; use an address of an allowed domain")]
+    DomainNotAllowed(String),
+    /// `userCreation: InviteOnly` and no User of this address exists (403).
+    #[error(
+        "this organization admits invited users only, and this address has not been invited; ask an administrator to invite you"
+    )]
+    NotInvited,
+    /// The user is blocked or being removed (403).
+    #[error("this account is blocked; ask an administrator of the organization")]
+    Blocked,
+    /// The User object of the derived name belongs to another address (a hand-made object).
+    #[error("the user directory holds a User named {0} for another address; an administrator must rename or delete it")]
+    DirectoryConflict(String),
+    /// The user directory (the Kubernetes API) cannot be read or written now (503).
+    #[error("the user directory is unavailable; retry later")]
+    DirectoryUnavailable,
+}
+
+impl LoginError {
+    /// The refusal of `email` because its domain is not allowed (names the domain only).
+    pub fn domain_refused(email: &str) -> LoginError {
+        let domain = email.rsplit_once('@').map_or(email, |(_, d)| d);
+        LoginError::DomainNotAllowed(domain.to_string())
+    }
 }
 
 impl From<StoreError> for LoginError {
@@ -177,6 +202,9 @@ impl Flows {
         if p.org.spec.login_methods.passwords.is_none() {
             return Err(LoginError::MethodDisabled("password"));
         }
+        if !p.org.email_domain_allowed(&email) {
+            return Err(LoginError::domain_refused(email.trim()));
+        }
         let attempter = Attempter::of(self, p, &email, from.addr, from.device_cookie);
         let store = self.store.as_ref();
         let counters = attempter.counters(crate::oauth::throttle::LOGIN, self.settings.login_limits);
@@ -208,9 +236,19 @@ impl Flows {
         !email.is_empty() && self.verifier.verify_any(hashes, password).await.is_some()
     }
 
-    /// The user proved to be `email` with `method`: uses up the pending login, creates the
-    /// session and the device token, and issues the code.
+    /// The user proved to be `email` with `method`: admits them through the user directory
+    /// ([`Flows::admit`]), uses up the pending login, creates the session and the device token,
+    /// and issues the code.
     pub async fn complete(&self, p: &Pending, email: String, method: LoginMethod) -> Result<Completed, LoginError> {
+        let connection = match method {
+            LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
+            LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
+        };
+        let user = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
+            if !matches!(e, LoginError::DirectoryUnavailable) {
+                self.metrics.login(method, LoginOutcome::failure);
+            }
+        })?;
         let store = self.store.as_ref();
         let login = json::take::<LoginRequest>(store, &login_key(&p.login_id))
             .await?
@@ -227,6 +265,7 @@ impl Flows {
             app_id: login.request.app_id.clone(),
             device_id: login.device_id.clone(),
             affirmed_at: login.affirm.then_some(now),
+            user: Some(user),
         };
         grant::create_session(store, &session, p.org.max_inactivity()).await?;
         let claims = device::claims(

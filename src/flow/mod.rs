@@ -11,6 +11,8 @@
 //!   failure counters, password, completion.
 //! - [`email`]: the `email` login method: send a one-time code, check it.
 //! - [`token`]: the standard token endpoint's grants, introspection, revocation, userinfo.
+//! - [`users`]: the user directory on the login path (a `User` per address), and sessions
+//!   that end when their user is blocked or deleted.
 //! - [`centralauth`]: the CentralAuth API: verify, userinfo, logout.
 //! - [`error`]: what a flow can fail with; [`crate::oauth::error`] turns it into the wire
 //!   errors of both protocols (one `From` impl each).
@@ -26,6 +28,7 @@ pub mod email;
 pub mod error;
 pub mod login;
 pub mod token;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -133,6 +136,8 @@ pub struct Flows {
     pub mailer: Arc<Mailer>,
     /// Lookup tables over the caches (host, client ID, an organization's secrets and apps).
     pub index: directory::SharedIndex,
+    /// The Kubernetes client the login path reads and writes `User`s with (by name).
+    pub kube: kube::Client,
 }
 
 impl Flows {
@@ -159,7 +164,8 @@ impl Flows {
         );
         let mailer = Arc::new(Mailer::new(settings.smtp.clone(), &public.base_domain));
         Ok(Flows {
-            secrets: SecretsView::start(client, caches.clone()),
+            secrets: SecretsView::start(client.clone(), caches.clone()),
+            kube: client,
             caches,
             public,
             store,

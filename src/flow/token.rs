@@ -183,7 +183,7 @@ impl Flows {
 
     /// The session of a grant, used now (its idle timer restarts).
     async fn live_grant_session(&self, org: &Organization, id: &str, now: i64) -> FlowResult<Session> {
-        grant::use_session(self.store.as_ref(), id, org.max_inactivity(), now)
+        self.user_session(id, org.max_inactivity(), now)
             .await?
             .ok_or(FlowError::SessionEnded)
     }
@@ -256,7 +256,7 @@ impl Flows {
         }
         if let Some(sid) = claims["sid"].as_str() {
             let idle = org.max_inactivity();
-            if grant::use_session(store, sid, idle, now).await?.is_none() {
+            if self.user_session(sid, idle, now).await?.is_none() {
                 return Ok(None);
             }
         }
@@ -279,6 +279,10 @@ impl Flows {
             .await?
             .filter(|rg| issued_to(rg, org, c))
             && !grant::is_revoked(store, Some(&rg.family_id), None).await?
+            && self
+                .user_session(&rg.session_id, org.max_inactivity(), crate::oauth::now())
+                .await?
+                .is_some()
         {
             return Ok(json!({
                 "active": true, "token_type": "refresh_token", "client_id": rg.client_id,
@@ -310,13 +314,16 @@ impl Flows {
     pub async fn oidc_userinfo(&self, org: &Organization, token: &str) -> FlowResult<Value> {
         let claims = self.active_claims(org, token).await?.ok_or(FlowError::TokenInvalid)?;
         let sid = claims["sid"].as_str().ok_or(FlowError::TokenInvalid)?;
-        let session = grant::use_session(self.store.as_ref(), sid, org.max_inactivity(), crate::oauth::now())
+        let session = self
+            .user_session(sid, org.max_inactivity(), crate::oauth::now())
             .await?
             .ok_or(FlowError::TokenInvalid)?;
+        let email = session.user.as_ref().map_or(&session.email, |u| &u.email);
         Ok(json!({
             "sub": tokens::user_id(&session.org, &session.email),
-            "email": session.email,
+            "email": email,
             "email_verified": true,
+            "user": tokens::centralauth_user(&session, org.client_id().unwrap_or_default()),
         }))
     }
 }

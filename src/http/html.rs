@@ -44,8 +44,11 @@ impl IntoResponse for ErrorPage {
 /// the page framable and names the likely cause: a browser that blocks cookies in frames.
 pub fn login_error(state: &AppState, e: LoginError) -> Response {
     let status = match &e {
-        LoginError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        LoginError::Csrf(_) => StatusCode::FORBIDDEN,
+        LoginError::Unavailable | LoginError::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        LoginError::Csrf(_) | LoginError::DomainNotAllowed(_) | LoginError::NotInvited | LoginError::Blocked => {
+            StatusCode::FORBIDDEN
+        }
+        LoginError::DirectoryConflict(_) => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     if let LoginError::Csrf(login) = &e

@@ -61,6 +61,9 @@ pub struct Session {
     /// Unix seconds of the login that affirmed the user (CentralAuth `affirm=1`), if it was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affirmed_at: Option<i64>,
+    /// The user as the directory recorded them at login (absent in sessions of older replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<super::profile::UserProfile>,
 }
 
 /// A validated authorization request, as far as its code carries it: who asked, through which
@@ -364,6 +367,7 @@ mod tests {
             app_id: None,
             device_id: None,
             affirmed_at: None,
+            user: None,
         };
         create_session(&store, &session, Duration::from_secs(60)).await.unwrap();
         let code = issue_code(&store, &grant(100)).await.unwrap();

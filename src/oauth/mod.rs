@@ -4,6 +4,8 @@
 //! - [`pkce`]: S256 challenges and verifiers (strict, and the CentralAuth UUID quirk).
 //! - [`redirect`]: strict parsing and the redirect URI rules of both protocols.
 //! - [`grant`]: codes, sessions, refresh-token families in the store.
+//! - [`access`]: when a blocked or deleted user's access ended (what every session use checks).
+//! - [`profile`]: the user as the directory recorded them at login (carried by the session).
 //! - [`verifier`]: bounded argon2id verification and the (pre-warmed) cache of client-secret
 //!   successes.
 //! - [`client_auth`]: client authentication that rations uncached verifications and never
@@ -18,6 +20,7 @@
 //! - [`keys`]: ES256 signing keys, JWS, JWKS and the rotation plan.
 //! - [`error`]: the error answers of both protocols.
 
+pub mod access;
 pub mod client_auth;
 pub mod device;
 pub mod error;
@@ -26,6 +29,7 @@ pub mod jwe;
 pub mod keys;
 pub mod otp;
 pub mod pkce;
+pub mod profile;
 pub mod prompt;
 pub mod redirect;
 pub mod throttle;

@@ -15,11 +15,12 @@ pub fn user_id(org: &OrgKey, email: &str) -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-/// Gravatar URL of an address (SHA-256 form, which Gravatar accepts).
+/// Gravatar URL of an address: `https://www.gravatar.com/avatar/<SHA-256 hex of the trimmed,
+/// lower-cased address>` (the SHA-256 form Gravatar accepts).
 pub fn gravatar(email: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, email.trim().to_ascii_lowercase().as_bytes());
     let h: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("https://www.gravatar.com/avatar/{h}?d=identicon")
+    format!("https://www.gravatar.com/avatar/{h}")
 }
 
 /// RFC 3339 UTC time of a Unix timestamp.
@@ -29,23 +30,40 @@ pub fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The CentralAuth user object (`/api/v1/userinfo`, and `user` in the ID token). Accounts of
-/// the `passwords` method are verified and never blocked; their times are the session's.
-/// `affirmationDate` is the time of the login that affirmed the user (`affirm=1`), when this
-/// session comes from one.
+/// The CentralAuth user object (`/api/v1/userinfo`, and `user` in the ID token), from the
+/// directory's record taken at login ([`Session::user`]). A session of an older replica, without
+/// that record, describes a verified user whose times are the session's. `blocked` is always
+/// false here: a blocked user's sessions end (see [`super::access`]), so no token of theirs
+/// reaches this. `affirmationDate` is the time of the login that affirmed the user
+/// (`affirm=1`), when this session comes from one.
 pub fn centralauth_user(session: &Session, organization_id: &str) -> Value {
     let login = rfc3339(session.created_at);
-    let mut user = json!({
-        "id": user_id(&session.org, &session.email),
-        "email": session.email,
-        "gravatar": gravatar(&session.email),
-        "verified": true,
-        "blocked": false,
-        "organizationId": organization_id,
-        "created": login,
-        "updated": login,
-        "lastLogin": login,
-    });
+    let mut user = match &session.user {
+        Some(p) => json!({
+            "id": p.id,
+            "email": p.email,
+            "gravatar": gravatar(&p.email),
+            "verified": p.verified,
+            "blocked": false,
+            "organizationId": organization_id,
+            "created": rfc3339(p.created),
+            "updated": rfc3339(p.updated),
+            "lastLogin": p.last_login,
+            "connections": p.connections.iter().map(|c| json!({"type": c.type_, "created": rfc3339(c.created)})).collect::<Vec<_>>(),
+        }),
+        None => json!({
+            "id": user_id(&session.org, &session.email),
+            "email": session.email,
+            "gravatar": gravatar(&session.email),
+            "verified": true,
+            "blocked": false,
+            "organizationId": organization_id,
+            "created": login,
+            "updated": login,
+            "lastLogin": login,
+            "connections": [],
+        }),
+    };
     if let Some(at) = session.affirmed_at {
         user["affirmationDate"] = json!(rfc3339(at));
     }
@@ -156,13 +174,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn user_ids_are_stable_per_org_and_case_insensitive() {
-        let a = OrgKey {
+    fn org(uid: &str) -> OrgKey {
+        OrgKey {
             namespace: "n".into(),
             name: "a".into(),
-            uid: "1".into(),
-        };
+            uid: uid.into(),
+        }
+    }
+
+    #[test]
+    fn user_ids_are_stable_per_org_and_case_insensitive() {
+        let a = org("1");
         let b = OrgKey {
             uid: "2".into(),
             ..a.clone()
@@ -171,5 +193,56 @@ mod tests {
         assert_ne!(user_id(&a, "x@y.z"), user_id(&b, "x@y.z"));
         assert_eq!(user_id(&a, "x@y.z").len(), 36);
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_gravatar_url_is_the_sha256_of_the_trimmed_lower_cased_address() {
+        let url = gravatar(" Ada@Example.COM ");
+        assert_eq!(url, gravatar("ada@example.com"));
+        let hex = url.strip_prefix("https://www.gravatar.com/avatar/").unwrap();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert_eq!(
+            &hex[..16],
+            &crate::store::hashed("ada@example.com")[..16],
+            "SHA-256 hex of the address"
+        );
+    }
+
+    #[test]
+    fn the_user_object_comes_from_the_directory_record() {
+        use crate::oauth::profile::{Connection, UserProfile};
+        let org = org("1");
+        let profile = UserProfile {
+            id: user_id(&org, "ada@example.com"),
+            email: "ada@example.com".into(),
+            verified: true,
+            created: 0,
+            updated: 60,
+            last_login: "1970-01-01".into(),
+            connections: vec![Connection {
+                type_: "email".into(),
+                created: 0,
+            }],
+        };
+        let session = Session {
+            id: "s".into(),
+            org,
+            email: "Ada@Example.com".into(),
+            created_at: 30,
+            expires_at: 100,
+            app_id: None,
+            device_id: None,
+            affirmed_at: None,
+            user: Some(profile.clone()),
+        };
+        let user = centralauth_user(&session, "client");
+        assert_eq!(
+            user,
+            json!({"id": profile.id, "email": "ada@example.com", "gravatar": gravatar("ada@example.com"),
+                   "verified": true, "blocked": false, "organizationId": "client",
+                   "created": "1970-01-01T00:00:00.000Z", "updated": "1970-01-01T00:01:00.000Z",
+                   "lastLogin": "1970-01-01", "connections": [{"type": "email", "created": "1970-01-01T00:00:00.000Z"}]})
+        );
     }
 }

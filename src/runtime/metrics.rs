@@ -48,6 +48,8 @@ pub enum Kind {
     ClientSecret,
     /// `NativeApp`.
     NativeApp,
+    /// `User`.
+    User,
 }
 
 /// How a user proved who they are.

@@ -501,6 +501,7 @@ async fn helm_install_with_ha_values_creates_every_object_and_uninstall_keeps_th
         "organizations.centralauth.io",
         "clientsecrets.centralauth.io",
         "nativeapps.centralauth.io",
+        "users.centralauth.io",
     ] {
         assert!(
             crds.get_opt(crd).await.unwrap().is_some(),

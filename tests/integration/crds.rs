@@ -20,7 +20,7 @@ fn crds_directory_matches_the_rust_types() {
         );
     }
     let files = support::crd_files();
-    assert_eq!(files.len(), 3, "crds/ must hold exactly one file per CRD: {files:?}");
+    assert_eq!(files.len(), 4, "crds/ must hold exactly one file per CRD: {files:?}");
 }
 
 #[test]
@@ -30,7 +30,7 @@ fn crds_subcommand_prints_the_crds_directory() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let expected: String = ["organization", "clientsecret", "nativeapp"]
+    let expected: String = ["organization", "clientsecret", "nativeapp", "user"]
         .iter()
         .map(|n| {
             let text = std::fs::read_to_string(support::repo_root().join(format!("crds/{n}.yaml"))).unwrap();
@@ -49,6 +49,7 @@ async fn crds_install_and_become_established() {
         ("organizations", "org"),
         ("clientsecrets", "csec"),
         ("nativeapps", "na"),
+        ("users", "causer"),
     ] {
         let crd = crds.get(&format!("{plural}.centralauth.io")).await.unwrap();
         let conditions = crd.status.unwrap().conditions.unwrap();
@@ -158,6 +159,34 @@ fn merge(base: &mut Value, extra: Value) {
 
 fn invalid_table() -> Vec<Invalid> {
     vec![
+        Invalid {
+            case: "unknown userCreation",
+            kind: "Organization",
+            spec: org_spec(json!({"userCreation": "Closed"})),
+            field: "spec.userCreation",
+            says: "supported values: \"Open\", \"InviteOnly\"",
+        },
+        Invalid {
+            case: "an address in allowedEmailDomains",
+            kind: "Organization",
+            spec: org_spec(json!({"allowedEmailDomains": ["@example.com"]})),
+            field: "spec.allowedEmailDomains",
+            says: "must be a lowercase domain such as example.com",
+        },
+        Invalid {
+            case: "an upper-case user address",
+            kind: "User",
+            spec: json!({"organization": "acme", "email": "Ada@Example.com"}),
+            field: "spec.email",
+            says: "email must be one lower-case e-mail address",
+        },
+        Invalid {
+            case: "a user without organization",
+            kind: "User",
+            spec: json!({"email": "ada@example.com"}),
+            field: "spec.organization",
+            says: "Required value",
+        },
         Invalid {
             case: "custom-scheme app link",
             kind: "NativeApp",
@@ -457,7 +486,7 @@ async fn invalid_resources_are_refused_with_the_field_named_and_nothing_is_store
         failures.len(),
         failures.join("\n")
     );
-    for kind in ["Organization", "ClientSecret", "NativeApp"] {
+    for kind in ["Organization", "ClientSecret", "NativeApp", "User"] {
         let gvk = GroupVersionKind::gvk("centralauth.io", "v1alpha1", kind);
         let (api, _): (Api<DynamicObject>, _) = support::dynamic_api(&client, &gvk, &ns).await;
         let stored = api.list(&ListParams::default()).await.unwrap();

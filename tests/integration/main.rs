@@ -35,3 +35,4 @@ mod secrets_watch;
 mod store_binary;
 mod store_contract;
 mod store_replicas;
+mod users;

@@ -43,6 +43,7 @@ on_both_stores!(
     touch_extends_only_live_entries,
     values_are_binary_safe,
     ping_answers,
+    an_ended_access_refuses_what_started_before_it_and_never_moves_back,
 );
 
 fn redis_url(url: &str) -> RedisUrl {
@@ -180,6 +181,30 @@ async fn values_are_binary_safe(s: Arc<dyn Store>) {
 async fn ping_answers(s: Arc<dyn Store>) {
     s.ping().await.unwrap();
     s.ping().await.unwrap();
+}
+
+/// The record the User controller writes when a user is blocked or deleted
+/// ([`centralauth_operator::oauth::access`]), as every replica reads it.
+async fn an_ended_access_refuses_what_started_before_it_and_never_moves_back(s: Arc<dyn Store>) {
+    use centralauth_operator::oauth::access;
+    let store = s.as_ref();
+    assert_eq!(access::ended_at(store, "user-1").await.unwrap(), None);
+    assert!(!access::ended_since(store, "user-1", 0).await.unwrap());
+    assert_eq!(access::end(store, "user-1", 1_000).await.unwrap(), 1_000);
+    assert!(access::ended_since(store, "user-1", 999).await.unwrap());
+    assert!(access::ended_since(store, "user-1", 1_000).await.unwrap());
+    assert!(
+        !access::ended_since(store, "user-1", 1_001).await.unwrap(),
+        "a later login"
+    );
+    assert_eq!(
+        access::end(store, "user-1", 500).await.unwrap(),
+        1_000,
+        "an older end never wins"
+    );
+    assert_eq!(access::end(store, "user-1", 2_000).await.unwrap(), 2_000);
+    assert_eq!(access::ended_at(store, "user-1").await.unwrap(), Some(2_000));
+    assert!(!access::ended_since(store, "user-2", 0).await.unwrap(), "per user");
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ const USER: (&str, &str) = ("ada@example.com", "pw-ada-1");
 
 /// Replica A (with the controllers) and replica B, each on `store` under one key prefix, and an
 /// organization with an active secret that both see.
-async fn two_replicas(test: &str, store: StoreUrl) -> (Server, Server, Tenant) {
+pub(crate) async fn two_replicas(test: &str, store: StoreUrl) -> (Server, Server, Tenant) {
     let prefix = redis_server::unique_prefix(test);
     let (s, p) = (store.clone(), prefix.clone());
     let a = Server::start_with(test, move |settings| {
@@ -40,12 +40,12 @@ async fn two_replicas(test: &str, store: StoreUrl) -> (Server, Server, Tenant) {
     (a, b, t)
 }
 
-fn shared_redis() -> StoreUrl {
+pub(crate) fn shared_redis() -> StoreUrl {
     redis_server::shared().url().parse().expect("a redis URL")
 }
 
 /// The tenant's issuer as reached at `server` (same path, that replica's port).
-fn issuer_at(t: &Tenant, server: &Server) -> String {
+pub(crate) fn issuer_at(t: &Tenant, server: &Server) -> String {
     t.issuer
         .replace(&format!(":{}/", t.port), &format!(":{}/", server.port))
 }

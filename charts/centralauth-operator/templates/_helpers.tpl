@@ -66,6 +66,15 @@ The permissions the controllers need in every watched namespace (or cluster-wide
 - apiGroups: [""]
   resources: [secrets, configmaps]
   verbs: [get, list, watch, create, patch, update, delete]
+# Users: the login path reads one User by name, creates it at a first login and patches its
+# status; the leader's User controller lists and watches them, and patches the finalizer and
+# status. Nobody updates or deletes Users but their admins.
+- apiGroups: [centralauth.io]
+  resources: [users]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [centralauth.io]
+  resources: [users/status]
+  verbs: [get, patch]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -84,8 +84,7 @@ impl Server {
         };
         let mut ctx = Context::plain(client.clone(), reporter, public.clone());
         ctx.scope = Scope::from_namespaces([ns.clone()]);
-        let controllers = tokio::spawn(controller::run(Arc::new(ctx)));
-        Server::serve(client, ns, listener, public, settings, Some(controllers)).await
+        Server::serve(client, ns, listener, public, settings, Some(Arc::new(ctx))).await
     }
 
     /// Another replica of this server: the same namespace (organizations, signing keys) and
@@ -106,7 +105,7 @@ impl Server {
         listener: tokio::net::TcpListener,
         public: PublicBase,
         settings: Settings,
-        controllers: Option<tokio::task::JoinHandle<()>>,
+        controllers: Option<Arc<Context>>,
     ) -> Server {
         let port = listener.local_addr().unwrap().port();
         // The test's namespace only, as a namespace-scoped operator: the server pre-warms every
@@ -115,6 +114,11 @@ impl Server {
         caches.wait_until_ready().await;
         let flows =
             Flows::start(client.clone(), caches, public, settings, Default::default()).expect("the store opens");
+        // The controllers (the leader's) record ended access in this server's store.
+        let controllers = controllers.map(|ctx| {
+            let _ = ctx.store.set(flows.store.clone());
+            tokio::spawn(controller::run(ctx))
+        });
         let state = AppState::start(flows);
         state.store.ping().await.expect("the store answers");
         let router = centralauth_operator::http::public_router(state.clone());

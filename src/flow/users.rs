@@ -1,0 +1,201 @@
+//! The user directory on the login path, and the end of a blocked or deleted user's access.
+//!
+//! [`Flows::admit`] runs when a login method has proven an address, before the session is
+//! created: it refuses addresses outside `allowedEmailDomains`, then reads the one `User` named
+//! by [`user_name`] (a GET by name: no cache of every user). Absent, it is created (with the
+//! finalizer, so its deletion is never missed) under `userCreation: Open`, or the login is
+//! refused under `InviteOnly`; blocked, or being deleted, the login is refused. The status is
+//! then brought up to date in one merge patch — the ID, `verified`, the connection on its first
+//! use, `lastLogin` once per day — and only when something changed. API writes per login:
+//! first login 2 (create, status), later logins 0 the same day, 1 on a new day or a new method.
+//!
+//! [`Flows::user_session`] is how every flow uses a session: the live session, unless its
+//! user's access ended after it started ([`access`]), in which case it is ended too.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::Flows;
+use super::login::LoginError;
+use crate::crd::{Organization, User, UserConnection, UserCreation, UserStatus, normalize_email, user_name};
+use crate::oauth::grant::{self, Session};
+use crate::oauth::profile::{self, Connection, UserProfile};
+use crate::oauth::{access, tokens};
+use crate::store::StoreResult;
+
+/// Field manager of the login path's writes to a User status.
+pub const LOGIN_MANAGER: &str = "centralauth-operator/login";
+
+impl Flows {
+    /// The live session `id` of a user whose access has not ended since it started, its idle
+    /// timer restarted (see the module documentation).
+    pub async fn user_session(&self, id: &str, idle: Duration, now: i64) -> StoreResult<Option<Session>> {
+        let store = self.store.as_ref();
+        let Some(session) = grant::use_session(store, id, idle, now).await? else {
+            return Ok(None);
+        };
+        let user_id = tokens::user_id(&session.org, &session.email);
+        if access::ended_since(store, &user_id, session.created_at).await? {
+            grant::end_session(store, id).await?;
+            return Ok(None);
+        }
+        Ok(Some(session))
+    }
+
+    /// The directory step of a login: `email` proved itself with `connection` (`password`,
+    /// `email`) at `org`. The user's record, or why they may not log in.
+    pub async fn admit(&self, org: &Organization, email: &str, connection: &str) -> Result<UserProfile, LoginError> {
+        let email = normalize_email(email);
+        if !org.email_domain_allowed(&email) {
+            return Err(LoginError::domain_refused(&email));
+        }
+        let (ns, org_name) = (org.namespace().unwrap_or_default(), org.name_any());
+        let api: Api<User> = Api::namespaced(self.kube.clone(), &ns);
+        let name = user_name(&org_name, &email);
+        let user = match api.get_opt(&name).await.map_err(directory_down)? {
+            Some(user) => user,
+            None if org.spec.user_creation == UserCreation::InviteOnly => return Err(LoginError::NotInvited),
+            None => create(&api, &ns, &org_name, &email).await?,
+        };
+        if user.spec.organization != org_name || user.spec.email != email {
+            tracing::error!(user = %name, "a User has the derived name of another address; the login is refused");
+            return Err(LoginError::DirectoryConflict(name));
+        }
+        if user.spec.blocked || user.metadata.deletion_timestamp.is_some() {
+            return Err(LoginError::Blocked);
+        }
+        let now = crate::oauth::now();
+        let id = tokens::user_id(&crate::flow::directory::org_key(org), &email);
+        let (status, changed) = recorded(&user, id, connection, now);
+        if changed {
+            let mut owned = json!({
+                "id": status.id, "verified": status.verified, "created": status.created,
+                "updated": status.updated, "lastLogin": status.last_login, "connections": status.connections,
+            });
+            if before_conditions_empty(&user) {
+                owned["observedGeneration"] = json!(status.observed_generation);
+                owned["conditions"] = json!(status.conditions);
+            }
+            let patch = json!({"status": owned});
+            api.patch_status(&name, &login_manager(), &Patch::Merge(&patch))
+                .await
+                .map_err(directory_down)?;
+        }
+        Ok(snapshot(&user, &status))
+    }
+}
+
+/// Creates the User of `email` (with its finalizer); a concurrent first login that created it
+/// first is fine.
+async fn create(api: &Api<User>, ns: &str, org: &str, email: &str) -> Result<User, LoginError> {
+    let user = User::invite(Some(ns), org, email);
+    match api.create(&PostParams::default(), &user).await {
+        Ok(created) => {
+            tracing::info!(org, user = %created.name_any(), "user recorded at first login");
+            Ok(created)
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => api.get(&user.name_any()).await.map_err(directory_down),
+        Err(e) => Err(directory_down(e)),
+    }
+}
+
+/// The status after this login, and whether it differs from the recorded one.
+fn recorded(user: &User, id: String, connection: &str, now: i64) -> (UserStatus, bool) {
+    let before = user.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
+    status.id = Some(id);
+    status.verified = true;
+    if status.created.is_none() {
+        status.created = user.meta().creation_timestamp.clone().or(Some(now_time.clone()));
+    }
+    if !status.connections.iter().any(|c| c.type_ == connection) {
+        status.connections.push(UserConnection {
+            type_: connection.to_string(),
+            created: now_time.clone(),
+        });
+    }
+    status.last_login = Some(profile::day(now));
+    if status.conditions.is_empty() {
+        status.observed_generation = user.metadata.generation;
+        status.conditions = vec![User::ready(None, user.metadata.generation)];
+    }
+    let changed = status != before;
+    if changed {
+        status.updated = Some(now_time);
+    }
+    (status, changed)
+}
+
+/// Whether the User had no condition yet (the first login writes `Ready=True`).
+fn before_conditions_empty(user: &User) -> bool {
+    user.status.as_ref().is_none_or(|s| s.conditions.is_empty())
+}
+
+/// The session's copy of the user.
+fn snapshot(user: &User, status: &UserStatus) -> UserProfile {
+    let secs = |t: &Option<Time>| t.as_ref().map_or(0, |t| t.0.as_second());
+    UserProfile {
+        id: status.id.clone().unwrap_or_default(),
+        email: user.spec.email.clone(),
+        verified: status.verified,
+        created: secs(&status.created),
+        updated: secs(&status.updated),
+        last_login: status.last_login.clone().unwrap_or_default(),
+        connections: status
+            .connections
+            .iter()
+            .map(|c| Connection {
+                type_: c.type_.clone(),
+                created: c.created.0.as_second(),
+            })
+            .collect(),
+    }
+}
+
+fn login_manager() -> PatchParams {
+    PatchParams {
+        field_manager: Some(LOGIN_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+fn directory_down(e: kube::Error) -> LoginError {
+    tracing::warn!(error = %e, "the user directory (the Kubernetes API) cannot be read or written");
+    LoginError::DirectoryUnavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_login_the_same_day_with_the_same_method_changes_nothing() {
+        let mut user = User::invite(Some("ns"), "acme", "ada@example.com");
+        user.metadata.generation = Some(1);
+        let (first, changed) = recorded(&user, "id-1".into(), "password", 86_400 * 10 + 5);
+        assert!(changed);
+        assert_eq!(first.last_login.as_deref(), Some("1970-01-11"));
+        assert_eq!(first.connections.len(), 1);
+        assert!(first.verified && first.updated.is_some());
+        user.status = Some(first.clone());
+        let (_, changed) = recorded(&user, "id-1".into(), "password", 86_400 * 10 + 500);
+        assert!(!changed, "same day, same method: no write");
+        let (next, changed) = recorded(&user, "id-1".into(), "email", 86_400 * 10 + 600);
+        assert!(changed && next.connections.len() == 2, "a new method is recorded");
+        let (next, changed) = recorded(&user, "id-1".into(), "password", 86_400 * 11);
+        assert!(changed && next.last_login.as_deref() == Some("1970-01-12"), "a new day");
+        assert_eq!(snapshot(&user, &next).connections.len(), 1);
+    }
+
+    #[test]
+    fn refusals_name_the_domain_only() {
+        let e = LoginError::domain_refused("ada@other.example");
+        assert!(e.to_string().contains("other.example"), "{e}");
+        assert!(!e.to_string().contains("ada"), "{e}");
+    }
+}
