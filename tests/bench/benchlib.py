@@ -12,8 +12,9 @@ TESTENV = os.path.join(ROOT, "tests/testenv/testenv.sh")
 
 
 def binary_dir(default_profile="debug"):
-    """target/<PROFILE> (env PROFILE, else `default_profile`)."""
-    return os.path.join(ROOT, "target", os.environ.get("PROFILE", default_profile))
+    """<CARGO_TARGET_DIR, else target>/<PROFILE> (env PROFILE, else `default_profile`)."""
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, os.environ.get("PROFILE", default_profile))
 
 
 def operator_binary(default_profile="debug"):

@@ -19,9 +19,10 @@ eval "$(tests/testenv/testenv.sh up | tail -n 1)"
 tests/testenv/testenv.sh kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 tests/testenv/testenv.sh kubectl wait --for condition=Established --timeout=60s -f crds/ >/dev/null
 # PROFILE=release measures release builds of both (BENCH_OPERATOR still overrides the operator).
+target_dir=${CARGO_TARGET_DIR:-target}
 if [[ "${PROFILE:-debug}" == release ]]; then
   cargo build --quiet --release --bin centralauth-operator --example bench-client-secrets
-  BENCH_OPERATOR=${BENCH_OPERATOR:-target/release/centralauth-operator} exec target/release/examples/bench-client-secrets
+  BENCH_OPERATOR=${BENCH_OPERATOR:-$target_dir/release/centralauth-operator} exec "$target_dir/release/examples/bench-client-secrets"
 fi
 cargo build --quiet --bin centralauth-operator --example bench-client-secrets
 cargo run --quiet --example bench-client-secrets

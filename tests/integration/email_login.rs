@@ -154,10 +154,10 @@ async fn an_emailed_code_logs_in_over_starttls_with_smtp_auth_on_both_protocols(
 
 #[tokio::test]
 async fn wrong_codes_are_counted_and_burn_the_code_and_a_used_code_is_refused() {
-    let server = Server::start_with("email-wrong", |s| {
-        s.email_codes.resend_after = Duration::from_millis(300)
-    })
-    .await;
+    // The resend window runs from the first send: long enough that the immediate second send
+    // lands in it on a loaded machine (300 ms did not, once), short enough to wait out below.
+    const RESEND_AFTER: Duration = Duration::from_secs(3);
+    let server = Server::start_with("email-wrong", |s| s.email_codes.resend_after = RESEND_AFTER).await;
     let mut smtp = SmtpServer::start(Security::None, None, None).await;
     let method = smtp.login_method(Security::None, None);
     let users_secret = "both-users";
@@ -178,6 +178,7 @@ async fn wrong_codes_are_counted_and_burn_the_code_and_a_used_code_is_refused() 
         flow.page
     );
 
+    let first_sent = tokio::time::Instant::now();
     let code = emailed_code(&flow, &mut smtp, "pia@example.com").await;
     // A second code right away is throttled; the page still asks for the first one.
     let again = flow.send("pia@example.com").await;
@@ -206,7 +207,7 @@ async fn wrong_codes_are_counted_and_burn_the_code_and_a_used_code_is_refused() 
     assert_eq!(logins(&server, "failure"), 6);
 
     // A new code works; the login it completes cannot be replayed, nor its code reused.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep_until(first_sent + RESEND_AFTER + Duration::from_millis(100)).await;
     let fresh = emailed_code(&flow, &mut smtp, "pia@example.com").await;
     let done = flow.code(&fresh).await;
     assert_eq!(done.status(), 303);
