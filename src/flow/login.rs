@@ -244,7 +244,7 @@ impl Flows {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
             LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
         };
-        let user = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
+        let admitted = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
             if !matches!(e, LoginError::DirectoryUnavailable) {
                 self.metrics.login(method, LoginOutcome::failure);
             }
@@ -260,12 +260,13 @@ impl Flows {
             id: grant::random_token(),
             org: login.request.org.clone(),
             email,
-            created_at: now,
+            // The directory read, not now: a block recorded since then ends this session.
+            created_at: admitted.read_at,
             expires_at: now + max_age,
             app_id: login.request.app_id.clone(),
             device_id: login.device_id.clone(),
             affirmed_at: login.affirm.then_some(now),
-            user: Some(user),
+            user: Some(admitted.user),
         };
         grant::create_session(store, &session, p.org.max_inactivity()).await?;
         let claims = device::claims(

@@ -50,7 +50,8 @@ pub struct Session {
     pub org: OrgKey,
     /// The user.
     pub email: String,
-    /// Unix seconds of the login.
+    /// Unix seconds of the login: when it read the user directory, before the session was
+    /// written, so that a block the User controller recorded since then ends the session.
     pub created_at: i64,
     /// Unix seconds after which the session ends whatever its activity.
     pub expires_at: i64,
