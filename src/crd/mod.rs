@@ -20,8 +20,8 @@ pub use client_secret::{
 };
 pub use native_app::{NativeApp, NativeAppSpec, NativeAppStatus, Platform};
 pub use organization::{
-    ActiveSecretRef, EmailLogin, LoginMethods, Organization, OrganizationSpec, OrganizationStatus, PasswordLogin,
-    SecretRotation, SmtpTls, UserCreation,
+    ActiveSecretRef, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec, OrganizationStatus,
+    PasswordLogin, SecretRotation, SmtpTls, UserCreation,
 };
 pub use user::{USER_FINALIZER, User, UserConnection, UserSpec, UserStatus, normalize_email, user_name};
 

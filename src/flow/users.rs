@@ -21,8 +21,11 @@ use serde_json::json;
 
 use super::Flows;
 use super::login::LoginError;
-use crate::crd::{Organization, User, UserConnection, UserCreation, UserStatus, normalize_email, user_name};
+use crate::crd::{
+    HijackProtection, Organization, User, UserConnection, UserCreation, UserStatus, normalize_email, user_name,
+};
 use crate::oauth::grant::{self, Session};
+use crate::oauth::hijack::{self, Mismatch, Shown};
 use crate::oauth::profile::{self, Connection, UserProfile};
 use crate::oauth::{access, tokens};
 use crate::store::StoreResult;
@@ -44,6 +47,26 @@ impl Flows {
             return Ok(None);
         }
         Ok(Some(session))
+    }
+
+    /// Ends `session` of `org` and says why when `hijackProtection` binds it to another client
+    /// than the request shows (see [`crate::oauth::hijack`]).
+    pub async fn hijack_check(
+        &self,
+        org: Option<&Organization>,
+        session: &Session,
+        shown: Shown<'_>,
+    ) -> Result<(), Mismatch> {
+        let aspects = HijackProtection::aspects(org.and_then(|o| o.spec.hijack_protection.as_ref()));
+        let Err(mismatch) = hijack::check(aspects, session.binding.as_ref(), session.device_id.as_deref(), shown)
+        else {
+            return Ok(());
+        };
+        if let Err(e) = grant::end_session(self.store.as_ref(), &session.id).await {
+            tracing::warn!(error = %e, "a session refused by hijack protection could not be ended");
+        }
+        tracing::warn!(org = %session.org.name, reason = ?mismatch, "session ended by hijack protection");
+        Err(mismatch)
     }
 
     /// The directory step of a login: `email` proved itself with `connection` (`password`,

@@ -134,6 +134,20 @@ async fn client_address(State(state): State<AppState>, mut req: Request, next: N
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<ClientAddr, Self::Rejection> {
+        let ext = &parts.extensions;
+        Ok(ext.get::<ClientAddr>().copied().unwrap_or_else(|| {
+            ClientAddr(
+                ext.get::<ConnectInfo<SocketAddr>>()
+                    .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
+            )
+        }))
+    }
+}
+
 /// Span per request, and `no-store` on every answer (tokens, codes, login pages).
 async fn common(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());

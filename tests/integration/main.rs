@@ -12,6 +12,7 @@ mod client_secret_rollout;
 mod crds;
 mod email_login;
 mod events;
+mod hijack;
 mod image;
 mod image_run;
 mod leader;
