@@ -363,7 +363,7 @@ pub fn web_policy(org: &Organization) -> redirect::WebPolicy<'_> {
 
 /// The `translations` parameter: base64 (either alphabet) JSON of strings, each cut at 500
 /// characters; anything else is ignored.
-fn decode_translations(b64: &str) -> BTreeMap<String, String> {
+pub fn decode_translations(b64: &str) -> BTreeMap<String, String> {
     let cleaned = b64.trim_end_matches('=');
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(cleaned)

@@ -111,11 +111,7 @@ async fn start(state: &AppState, headers: &HeaderMap, addr: IpAddr, req: LoginRe
         Ok(Started::LoginRequired(r)) => error_redirect(&r),
         Ok(Started::Form { login, login_id, csrf }) => {
             let mut resp = html::form_response(state, &login, &login_id, &csrf, None, StatusCode::OK);
-            let attributes = cookie_attributes(state, login.embed);
-            set_cookie(
-                &mut resp,
-                &format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly{attributes}"),
-            );
+            set_csrf_cookie(state, &mut resp, &csrf, login.embed);
             resp
         }
         Err(e) => html::login_error(state, e),
@@ -212,6 +208,12 @@ pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> 
         addr,
         device_cookie,
     })
+}
+
+/// Sets the login's CSRF cookie (`ca_csrf`) on `resp`.
+pub fn set_csrf_cookie(state: &AppState, resp: &mut Response, csrf: &str, embed: bool) {
+    let attributes = cookie_attributes(state, embed);
+    set_cookie(resp, &format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly{attributes}"));
 }
 
 /// The `User-Agent` of a browser request (empty when it sent none).

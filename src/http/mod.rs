@@ -2,7 +2,7 @@
 //!
 //! The public server speaks two protocols from the same binary, for every Organization,
 //! host-routed (see [`crate::flow::directory`]):
-//! - CentralAuth: `GET|POST /login` (and the e-mail code steps `POST /login/email`, `/login/code`), `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`.
+//! - CentralAuth: `GET|POST /login` (and the e-mail code steps `POST /login/email`, `/login/code`), `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`, `/api/v1/authenticate_direct` (and `GET /login/direct`, where its attempt continues in the browser).
 //! - OAuth 2.1 / OIDC: discovery, `/oauth2/{authorize,token,revoke,introspect,userinfo,jwks}`,
 //!   at the root of an organization's own host, or under `/o/<clientId>` on the base domain.
 //!
@@ -78,6 +78,7 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/login", get(login::get_login).post(login::post_login))
         .route("/login/email", post(email_login::send_code))
+        .route("/login/direct", get(email_login::direct))
         .route("/login/code", post(email_login::check_code))
         .merge(api_routes())
         // RFC 8414 §3 inserts the well-known segment before the issuer's path.
@@ -108,6 +109,10 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/api/v1/logout",
             post(centralauth::logout).fallback(error::api_method_not_allowed),
+        )
+        .route(
+            "/api/v1/authenticate_direct",
+            post(centralauth::authenticate_direct).fallback(error::api_method_not_allowed),
         )
         .route("/api", any(error::api_not_found))
         .route("/api/", any(error::api_not_found))

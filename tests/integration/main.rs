@@ -4,6 +4,7 @@
 
 mod support;
 
+mod authenticate_direct;
 mod binary;
 mod chart;
 mod client_secret;
