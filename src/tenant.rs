@@ -220,6 +220,7 @@ pub(crate) mod tests {
                 user_creation: Default::default(),
                 allowed_email_domains: vec![],
                 hijack_protection: None,
+                theme: None,
                 credentials_secret_name: None,
             },
         )

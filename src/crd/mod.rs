@@ -9,6 +9,7 @@ pub mod client_secret;
 pub mod condition;
 pub mod native_app;
 pub mod organization;
+pub mod theme;
 pub mod user;
 
 use kube::{CustomResourceExt, KubeSchema};
@@ -23,6 +24,7 @@ pub use organization::{
     ActiveSecretRef, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec, OrganizationStatus,
     PasswordLogin, SecretRotation, SmtpTls, UserCreation,
 };
+pub use theme::{LoginBlockLayout, LoginPageLayout, Theme};
 pub use user::{USER_FINALIZER, User, UserConnection, UserSpec, UserStatus, normalize_email, user_name};
 
 /// API group of every resource this operator owns.

@@ -163,6 +163,10 @@ pub struct OrganizationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hijack_protection: Option<HijackProtection>,
 
+    /// How the login page looks (CentralAuth's ThemeSettings): colours, layouts, an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme: Option<super::theme::Theme>,
+
     /// Name of a Secret the operator keeps holding the client secret apps should use now
     /// (keys `client_id`, `client_secret`, `issuer`, `fingerprint`), so workloads can mount one
     /// name across rotations. Created and owned by the operator; an existing Secret it does not

@@ -21,6 +21,7 @@ pub mod html;
 pub mod login;
 pub mod oauth2;
 pub mod routing;
+pub mod theme;
 pub mod well_known;
 
 use std::net::{IpAddr, SocketAddr};

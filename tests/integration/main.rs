@@ -37,4 +37,5 @@ mod secrets_watch;
 mod store_binary;
 mod store_contract;
 mod store_replicas;
+mod theme;
 mod users;
