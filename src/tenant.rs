@@ -219,6 +219,8 @@ pub(crate) mod tests {
                 secret_rotation: SecretRotation::default(),
                 user_creation: Default::default(),
                 allowed_email_domains: vec![],
+                hijack_protection: None,
+                theme: None,
                 credentials_secret_name: None,
             },
         )

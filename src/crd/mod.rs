@@ -9,6 +9,7 @@ pub mod client_secret;
 pub mod condition;
 pub mod native_app;
 pub mod organization;
+pub mod theme;
 pub mod user;
 
 use kube::{CustomResourceExt, KubeSchema};
@@ -20,9 +21,10 @@ pub use client_secret::{
 };
 pub use native_app::{NativeApp, NativeAppSpec, NativeAppStatus, Platform};
 pub use organization::{
-    ActiveSecretRef, EmailLogin, LoginMethods, Organization, OrganizationSpec, OrganizationStatus, PasswordLogin,
-    SecretRotation, SmtpTls, UserCreation,
+    ActiveSecretRef, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec, OrganizationStatus,
+    PasswordLogin, SecretRotation, SmtpTls, UserCreation,
 };
+pub use theme::{LoginBlockLayout, LoginPageLayout, Theme};
 pub use user::{USER_FINALIZER, User, UserConnection, UserSpec, UserStatus, normalize_email, user_name};
 
 /// API group of every resource this operator owns.

@@ -157,6 +157,16 @@ pub struct OrganizationSpec {
     ))]
     pub allowed_email_domains: Vec<String>,
 
+    /// Binds each session to what the client showed at login (CentralAuth's
+    /// `hijackProtection`): a later use of the session from another address, browser or
+    /// native device ends it, and the user must log in again. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hijack_protection: Option<HijackProtection>,
+
+    /// How the login page looks (CentralAuth's ThemeSettings): colours, layouts, an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme: Option<super::theme::Theme>,
+
     /// Name of a Secret the operator keeps holding the client secret apps should use now
     /// (keys `client_id`, `client_secret`, `issuer`, `fingerprint`), so workloads can mount one
     /// name across rotations. Created and owned by the operator; an existing Secret it does not
@@ -165,6 +175,39 @@ pub struct OrganizationSpec {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new(DNS_SUBDOMAIN_RULE).message("credentialsSecretName must be a valid Secret name (lowercase DNS subdomain)"))]
     pub credentials_secret_name: Option<String>,
+}
+
+/// What sessions are bound to (`docs/users.md`, "Hijack protection").
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HijackProtection {
+    /// The client address (as `--trusted-proxies` determines it, never a header a client
+    /// sets), compared when the browser comes back to the authorization endpoints and when a
+    /// public client refreshes. Users whose address changes (mobile networks) log in again.
+    #[serde(default)]
+    pub ip: bool,
+
+    /// The browser's `User-Agent` (only its SHA-256 is stored), compared when the browser
+    /// comes back to the authorization endpoints.
+    #[serde(default)]
+    pub user_agent: bool,
+
+    /// The native app's `device_id` of the login, compared when an authorization request
+    /// names a device.
+    #[serde(default)]
+    pub device_id: bool,
+}
+
+impl HijackProtection {
+    /// The aspects of [`crate::oauth::hijack`] this setting enables.
+    pub fn aspects(setting: Option<&HijackProtection>) -> crate::oauth::hijack::Aspects {
+        let s = setting.cloned().unwrap_or_default();
+        crate::oauth::hijack::Aspects {
+            ip: s.ip,
+            user_agent: s.user_agent,
+            device_id: s.device_id,
+        }
+    }
 }
 
 /// Login methods of an organization.

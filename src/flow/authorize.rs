@@ -18,6 +18,7 @@ use super::directory::{Site, org_key};
 use super::login::{LOGIN_TTL, LoginError, LoginRequest, login_key};
 use crate::crd::Organization;
 use crate::oauth::grant::{self, AuthRequest, OrgKey, Protocol, Session};
+use crate::oauth::hijack::{Mismatch, Shown};
 use crate::oauth::prompt::{Decision, Prompt};
 use crate::oauth::{pkce, redirect};
 use crate::store::{hashed, json};
@@ -34,6 +35,8 @@ pub struct Arrival<'a> {
     pub host: Option<&'a str>,
     /// The client ID of the path (`/o/<clientId>/oauth2/authorize` on the base domain).
     pub path_client_id: Option<&'a str>,
+    /// The client address (`hijackProtection.ip`).
+    pub addr: std::net::IpAddr,
 }
 
 /// An error sent back to a validated redirect URI, with `state` and `iss`.
@@ -241,16 +244,28 @@ impl Flows {
 
     /// Finishes at once with the browser's live session (`session_cookie`) when `prompt`
     /// allows it, refuses with `login_required` when it must not show a page, or stores the
-    /// request for the form.
+    /// request for the form. `browser` is what the request shows of the client
+    /// (`hijackProtection`: a session bound to another client is ended, and the form says why).
     pub async fn start_login(
         &self,
         mut req: LoginRequest,
         prompt: Prompt,
         session_cookie: Option<&str>,
+        browser: Shown<'_>,
     ) -> Result<Started, LoginError> {
         let now = crate::oauth::now();
+        let browser = Shown {
+            device_id: req.device_id.as_deref(),
+            ..browser
+        };
         let session = match (prompt.reauthenticate, session_cookie) {
-            (false, Some(sid)) => self.live_session(sid, &req.request.org, now).await,
+            (false, Some(sid)) => match self.live_session(sid, &req.request.org, browser, now).await {
+                Ok(session) => session,
+                Err(mismatch) => {
+                    req.message = Some(mismatch.to_string());
+                    None
+                }
+            },
             _ => None,
         };
         match (prompt.decide(session.as_ref().map(|s| s.created_at), now), session) {
@@ -282,13 +297,27 @@ impl Flows {
     }
 
     /// Session `sid` of organization `org`, if it lives (a store failure counts as none: the
-    /// form is shown, whose storing then reports the outage).
-    async fn live_session(&self, sid: &str, org: &OrgKey, now: i64) -> Option<Session> {
-        let idle = self
-            .org_by_key(org)
+    /// form is shown, whose storing then reports the outage). A session bound to another
+    /// client than `browser` shows is ended: why.
+    async fn live_session(
+        &self,
+        sid: &str,
+        org: &OrgKey,
+        browser: Shown<'_>,
+        now: i64,
+    ) -> Result<Option<Session>, Mismatch> {
+        let organization = self.org_by_key(org);
+        let idle = organization
+            .as_ref()
             .map_or(super::login::DEFAULT_IDLE, |o| o.max_inactivity());
-        let session = self.user_session(sid, idle, now).await.ok()??;
-        (session.org == *org).then_some(session)
+        let Some(session) = self.user_session(sid, idle, now).await.ok().flatten() else {
+            return Ok(None);
+        };
+        if session.org != *org {
+            return Ok(None);
+        }
+        self.hijack_check(organization.as_deref(), &session, browser).await?;
+        Ok(Some(session))
     }
 }
 
@@ -334,7 +363,7 @@ pub fn web_policy(org: &Organization) -> redirect::WebPolicy<'_> {
 
 /// The `translations` parameter: base64 (either alphabet) JSON of strings, each cut at 500
 /// characters; anything else is ignored.
-fn decode_translations(b64: &str) -> BTreeMap<String, String> {
+pub fn decode_translations(b64: &str) -> BTreeMap<String, String> {
     let cleaned = b64.trim_end_matches('=');
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(cleaned)

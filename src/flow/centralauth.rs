@@ -22,6 +22,7 @@ use super::directory::org_key;
 use super::error::{FlowError, FlowResult};
 use crate::crd::Organization;
 use crate::oauth::grant::{self, CodeGrant, OrgKey, Protocol, Session};
+use crate::oauth::hijack::Shown;
 use crate::oauth::{jwe, pkce, redirect, tokens};
 use crate::store::{hashed, json};
 
@@ -146,6 +147,16 @@ impl Flows {
             .user_session(&g.session_id, org.max_inactivity(), now)
             .await?
             .ok_or(FlowError::SessionEnded)?;
+        if r.credentials.is_none() {
+            // A native app redeems its code from the user's device: its address is the user's.
+            let device = Shown {
+                addr: Some(r.addr),
+                ..Shown::default()
+            };
+            self.hijack_check(Some(&org), &session, device)
+                .await
+                .map_err(FlowError::SessionHijacked)?;
+        }
         let key = match r.credentials {
             Some((_, secret)) => secret.to_string(),
             None => self.active_secret_plaintext(&org).ok_or(FlowError::NoReadableSecret)?,

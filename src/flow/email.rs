@@ -71,6 +71,18 @@ pub enum CodeOutcome {
 impl Flows {
     /// Sends a code for login `p` to the address `raw_email` (see the module documentation).
     pub async fn send_code(&self, p: &Pending, from: Browser<'_>, raw_email: &str) -> Result<SendOutcome, LoginError> {
+        self.send_code_within(p, from, raw_email, self.settings.email_codes.sends)
+            .await
+    }
+
+    /// [`Flows::send_code`] with the given limits of codes sent per address and per client.
+    pub async fn send_code_within(
+        &self,
+        p: &Pending,
+        from: Browser<'_>,
+        raw_email: &str,
+        limits: throttle::Limits,
+    ) -> Result<SendOutcome, LoginError> {
         let config = p
             .org
             .spec
@@ -88,7 +100,7 @@ impl Flows {
         let policy = &self.settings.email_codes;
         let attempter = Attempter::of(self, p, &email, from.addr, from.device_cookie);
         let (sends, cooldown) = (
-            attempter.counters(throttle::CODE_SENDS, policy.sends),
+            attempter.counters(throttle::CODE_SENDS, limits),
             attempter.cooldown_key(),
         );
         match otp::may_send(store, policy, &sends, &cooldown).await? {

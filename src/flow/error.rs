@@ -49,6 +49,9 @@ pub enum FlowError {
     /// The login session behind the grant or token has ended.
     #[error("the login session has ended")]
     SessionEnded,
+    /// Hijack protection ended the session: it was used by another client than its login's.
+    #[error("{0}")]
+    SessionHijacked(crate::oauth::hijack::Mismatch),
     /// The code was replayed while it was being redeemed; its tokens are revoked.
     #[error("the code was replayed; its tokens are revoked")]
     CodeReplayed,

@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Flows;
 use super::directory::org_key;
-use crate::crd::Organization;
+use crate::crd::{HijackProtection, Organization};
 use crate::oauth::grant::{self, AuthRequest, CodeGrant, OrgKey, Session};
 use crate::oauth::throttle::{Counters, Limits, Tally};
-use crate::oauth::{device, redirect};
+use crate::oauth::{device, hijack, redirect};
 use crate::runtime::metrics::{LoginMethod, LoginOutcome};
 use crate::store::{StoreError, hashed, json};
 
@@ -143,6 +143,10 @@ pub struct Pending {
     pub login: LoginRequest,
     /// Its organization.
     pub org: Arc<Organization>,
+    /// The client address of the post (what `hijackProtection.ip` binds the session to).
+    pub addr: Option<IpAddr>,
+    /// The post's `User-Agent` (what `hijackProtection.userAgent` binds the session to).
+    pub user_agent: Option<String>,
 }
 
 /// The result of a completed login: where to send the browser, and the cookie values.
@@ -188,6 +192,8 @@ impl Flows {
             csrf: csrf.to_string(),
             login,
             org,
+            addr: None,
+            user_agent: None,
         })
     }
 
@@ -244,7 +250,7 @@ impl Flows {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
             LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
         };
-        let user = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
+        let admitted = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
             if !matches!(e, LoginError::DirectoryUnavailable) {
                 self.metrics.login(method, LoginOutcome::failure);
             }
@@ -260,12 +266,21 @@ impl Flows {
             id: grant::random_token(),
             org: login.request.org.clone(),
             email,
-            created_at: now,
+            // The directory read, not now: a block recorded since then ends this session.
+            created_at: admitted.read_at,
             expires_at: now + max_age,
             app_id: login.request.app_id.clone(),
             device_id: login.device_id.clone(),
             affirmed_at: login.affirm.then_some(now),
-            user: Some(user),
+            user: Some(admitted.user),
+            binding: hijack::bind(
+                HijackProtection::aspects(p.org.spec.hijack_protection.as_ref()),
+                hijack::Shown {
+                    addr: p.addr,
+                    user_agent: p.user_agent.as_deref(),
+                    device_id: None,
+                },
+            ),
         };
         grant::create_session(store, &session, p.org.max_inactivity()).await?;
         let claims = device::claims(

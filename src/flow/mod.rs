@@ -10,6 +10,7 @@
 //! - [`login`]: the pending login (the stored request) and the steps after the form: CSRF,
 //!   failure counters, password, completion.
 //! - [`email`]: the `email` login method: send a one-time code, check it.
+//! - [`direct`]: `authenticate_direct`, an e-mail login started by the app's server.
 //! - [`token`]: the standard token endpoint's grants, introspection, revocation, userinfo.
 //! - [`users`]: the user directory on the login path (a `User` per address), and sessions
 //!   that end when their user is blocked or deleted.
@@ -23,6 +24,7 @@
 pub mod authorize;
 pub mod centralauth;
 pub mod clients;
+pub mod direct;
 pub mod directory;
 pub mod email;
 pub mod error;

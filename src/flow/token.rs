@@ -17,6 +17,7 @@ use super::directory::org_key;
 use super::error::{FlowError, FlowResult};
 use crate::crd::Organization;
 use crate::oauth::grant::{self, CodeGrant, Protocol, RefreshGrant, Session};
+use crate::oauth::hijack::Shown;
 use crate::oauth::{pkce, tokens};
 
 /// Scopes this server knows; others are dropped from requests.
@@ -142,13 +143,24 @@ impl Flows {
 
     /// `refresh_token`: rotates the refresh token (a replay revokes its family) and issues new
     /// tokens while the session lives.
-    pub async fn refresh(&self, org: &Organization, c: &Caller, token: &str) -> FlowResult<UserTokens> {
+    /// A public client (a native app on the user's device) shows its address `addr` to
+    /// `hijackProtection.ip`; a confidential client's server does not stand for the user.
+    pub async fn refresh(&self, org: &Organization, c: &Caller, token: &str, addr: IpAddr) -> FlowResult<UserTokens> {
         let rg = grant::rotate_refresh(self.store.as_ref(), token).await?;
         if rg.org != org_key(org) || rg.client_id != c.client_id || (!c.confidential && rg.app_id.is_none()) {
             return Err(FlowError::RefreshNotIssuedHere);
         }
         let now = crate::oauth::now();
-        self.live_grant_session(org, &rg.session_id, now).await?;
+        let session = self.live_grant_session(org, &rg.session_id, now).await?;
+        if !c.confidential {
+            let device = Shown {
+                addr: Some(addr),
+                ..Shown::default()
+            };
+            self.hijack_check(Some(org), &session, device)
+                .await
+                .map_err(FlowError::SessionHijacked)?;
+        }
         self.user_tokens(org, &rg, &grant::random_token(), now).await
     }
 

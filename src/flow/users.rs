@@ -21,8 +21,11 @@ use serde_json::json;
 
 use super::Flows;
 use super::login::LoginError;
-use crate::crd::{Organization, User, UserConnection, UserCreation, UserStatus, normalize_email, user_name};
+use crate::crd::{
+    HijackProtection, Organization, User, UserConnection, UserCreation, UserStatus, normalize_email, user_name,
+};
 use crate::oauth::grant::{self, Session};
+use crate::oauth::hijack::{self, Mismatch, Shown};
 use crate::oauth::profile::{self, Connection, UserProfile};
 use crate::oauth::{access, tokens};
 use crate::store::StoreResult;
@@ -46,9 +49,30 @@ impl Flows {
         Ok(Some(session))
     }
 
+    /// Ends `session` of `org` and says why when `hijackProtection` binds it to another client
+    /// than the request shows (see [`crate::oauth::hijack`]).
+    pub async fn hijack_check(
+        &self,
+        org: Option<&Organization>,
+        session: &Session,
+        shown: Shown<'_>,
+    ) -> Result<(), Mismatch> {
+        let aspects = HijackProtection::aspects(org.and_then(|o| o.spec.hijack_protection.as_ref()));
+        let Err(mismatch) = hijack::check(aspects, session.binding.as_ref(), session.device_id.as_deref(), shown)
+        else {
+            return Ok(());
+        };
+        if let Err(e) = grant::end_session(self.store.as_ref(), &session.id).await {
+            tracing::warn!(error = %e, "a session refused by hijack protection could not be ended");
+        }
+        tracing::warn!(org = %session.org.name, reason = ?mismatch, "session ended by hijack protection");
+        Err(mismatch)
+    }
+
     /// The directory step of a login: `email` proved itself with `connection` (`password`,
-    /// `email`) at `org`. The user's record, or why they may not log in.
-    pub async fn admit(&self, org: &Organization, email: &str, connection: &str) -> Result<UserProfile, LoginError> {
+    /// `email`) at `org`. The user's record and when the directory was read — the session's
+    /// reference time (see [`read`]) — or why they may not log in.
+    pub async fn admit(&self, org: &Organization, email: &str, connection: &str) -> Result<Admitted, LoginError> {
         let email = normalize_email(email);
         if !org.email_domain_allowed(&email) {
             return Err(LoginError::domain_refused(&email));
@@ -56,7 +80,8 @@ impl Flows {
         let (ns, org_name) = (org.namespace().unwrap_or_default(), org.name_any());
         let api: Api<User> = Api::namespaced(self.kube.clone(), &ns);
         let name = user_name(&org_name, &email);
-        let user = match api.get_opt(&name).await.map_err(directory_down)? {
+        let (found, read_at) = read(&api, &name).await?;
+        let user = match found {
             Some(user) => user,
             None if org.spec.user_creation == UserCreation::InviteOnly => return Err(LoginError::NotInvited),
             None => create(&api, &ns, &org_name, &email).await?,
@@ -85,8 +110,29 @@ impl Flows {
                 .await
                 .map_err(directory_down)?;
         }
-        Ok(snapshot(&user, &status))
+        Ok(Admitted {
+            user: snapshot(&user, &status),
+            read_at,
+        })
     }
+}
+
+/// What [`Flows::admit`] found: the user may log in.
+pub struct Admitted {
+    /// The session's copy of the user.
+    pub user: UserProfile,
+    /// Unix second taken just before the directory was read: the session's `created_at`.
+    pub read_at: i64,
+}
+
+/// Reads the User `name`, with the Unix second taken *before* the read. A session is refused
+/// when it started at or before its user's access ended (`T`); the User controller records `T`
+/// after the block is visible in the API, so a login whose read saw the user unblocked read
+/// before `T` — and a session dated by that read is refused however late it is written.
+async fn read(api: &Api<User>, name: &str) -> Result<(Option<User>, i64), LoginError> {
+    let read_at = crate::oauth::now();
+    let user = api.get_opt(name).await.map_err(directory_down)?;
+    Ok((user, read_at))
 }
 
 /// Creates the User of `email` (with its finalizer); a concurrent first login that created it
@@ -190,6 +236,43 @@ mod tests {
         let (next, changed) = recorded(&user, "id-1".into(), "password", 86_400 * 11);
         assert!(changed && next.last_login.as_deref() == Some("1970-01-12"), "a new day");
         assert_eq!(snapshot(&user, &next).connections.len(), 1);
+    }
+
+    /// A block recorded while the login reads the directory (the read saw the user unblocked)
+    /// ends the session the login writes afterwards, however late: the session is dated by
+    /// the read, not by its writing.
+    #[tokio::test]
+    async fn a_block_recorded_during_the_directory_read_ends_the_session() {
+        use crate::store::{MemoryStore, Store};
+        use std::sync::Arc;
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let user = User::invite(Some("ns"), "acme", "ada@example.com");
+        let body = serde_json::to_vec(&user).unwrap();
+        let recorder = store.clone();
+        let api_server = tower::service_fn(move |_req: axum::http::Request<kube::client::Body>| {
+            let (store, body) = (recorder.clone(), body.clone());
+            async move {
+                // The block lands while the GET is under way, in a later second than the read
+                // began, and the controller records it before the answer (unblocked) arrives.
+                let start = crate::oauth::now();
+                while crate::oauth::now() == start {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                access::end(store.as_ref(), "user-id", crate::oauth::now())
+                    .await
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(axum::http::Response::new(kube::client::Body::from(body)))
+            }
+        });
+        let api: Api<User> = Api::namespaced(kube::Client::new(api_server, "ns"), "ns");
+        let (found, read_at) = read(&api, &user.name_any()).await.unwrap();
+        assert!(!found.unwrap().spec.blocked, "the read saw the user unblocked");
+        let written_at = crate::oauth::now();
+        assert!(written_at > read_at);
+        assert!(
+            access::ended_since(store.as_ref(), "user-id", read_at).await.unwrap(),
+            "a session dated by the read is refused"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::form::{BasicCredentials, Params, basic};
 use super::login::client_addr;
 use super::routing::host;
 use crate::flow::centralauth::{TokenCall, VerifyRequest};
+use crate::flow::direct::DirectRequest;
 use crate::oauth::error::{CaCode, CaError};
 
 fn missing(message: impl Into<std::borrow::Cow<'static, str>>) -> CaError {
@@ -117,4 +118,60 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> Result<Respo
     let parts = TokenParts::of(req).await?;
     state.ca_logout(parts.call()).await?;
     Ok(axum::Json(json!({"success": true})).into_response())
+}
+
+/// The JSON body of `authenticate_direct`. `translations` is the official client's object, or
+/// the base64 JSON of `/login`.
+#[derive(serde::Deserialize)]
+struct DirectBody {
+    email: Option<String>,
+    state: Option<String>,
+    redirect_uri: Option<String>,
+    #[serde(default)]
+    translations: Option<serde_json::Value>,
+}
+
+/// `POST /api/v1/authenticate_direct` ([`crate::flow::direct`]).
+pub async fn authenticate_direct(State(state): State<AppState>, req: Request) -> Result<Response, CaError> {
+    let addr = client_addr(&req);
+    let headers = req.headers().clone();
+    let creds = basic(&headers)
+        .ok()
+        .flatten()
+        .ok_or_else(|| CaError::new(CaCode::NoPermission, "authenticate with HTTP Basic client_id:secret"))?;
+    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| missing("the body must be JSON of at most 64 KiB"))?;
+    let body: DirectBody = serde_json::from_slice(&bytes).map_err(|e| {
+        missing(format!(
+            "the body must be JSON {{email, state, redirect_uri, translations}}: {e}"
+        ))
+    })?;
+    let (Some(email), Some(redirect_uri)) = (body.email.as_deref(), body.redirect_uri.as_deref()) else {
+        return Err(missing("email and redirect_uri are required"));
+    };
+    let host = host(&headers);
+    let request = DirectRequest {
+        host: host.as_deref(),
+        client_id: &creds.client_id,
+        secret: &creds.secret,
+        addr,
+        email,
+        state: body.state.as_deref(),
+        redirect_uri,
+        translations: translations(body.translations),
+    };
+    Ok(axum::Json(state.authenticate_direct(request).await?).into_response())
+}
+
+/// The strings of a translations object (or of its base64 JSON), each at most 500 characters.
+fn translations(value: Option<serde_json::Value>) -> std::collections::BTreeMap<String, String> {
+    match value {
+        Some(serde_json::Value::String(b64)) => crate::flow::authorize::decode_translations(&b64),
+        Some(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_str()?.chars().take(500).collect())))
+            .collect(),
+        _ => Default::default(),
+    }
 }

@@ -4,15 +4,16 @@
 //! why not. Both steps carry the login ID and CSRF token of the first page, so they only work
 //! in the browser that started the login.
 
-use axum::extract::{Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::AppState;
+use super::form::Params;
 use super::html::{self, alert, escape, hidden_fields, text};
 use super::login::{self, Posted};
 use crate::flow::email::{CodeOutcome, SendOutcome};
-use crate::flow::login::LoginRequest;
+use crate::flow::login::{LoginError, LoginRequest};
 use crate::oauth::otp::{SendGate, Verdict};
 
 /// `POST /login/email`: sends a code to the address of the form and shows the code form.
@@ -43,6 +44,30 @@ pub async fn send_code(State(state): State<AppState>, req: Request) -> Response 
         }
         Err(e) => html::login_error(&state, e),
     }
+}
+
+/// `GET /login/direct?loginAttemptId=…&token=…`: the browser continues a login started by
+/// `authenticate_direct` ([`crate::flow::direct`]): the code form, with the token as the
+/// login's CSRF cookie.
+pub async fn direct(State(state): State<AppState>, addr: super::ClientAddr, RawQuery(query): RawQuery) -> Response {
+    let q = Params::from_urlencoded(query.unwrap_or_default().as_bytes()).unwrap_or_default();
+    let (Some(id), Some(token)) = (q.get("loginAttemptId"), q.get("token")) else {
+        return html::login_error(&state, LoginError::Incomplete);
+    };
+    let pending = match state.pending(id, token, Some(token)).await {
+        Ok(p) => p,
+        Err(e) => return html::login_error(&state, e),
+    };
+    let email = pending.login.email.clone().unwrap_or_default();
+    let p = Posted {
+        pending,
+        form: Params::default(),
+        addr: addr.0,
+        device_cookie: None,
+    };
+    let mut resp = code_page(&state, &p, &email, None, StatusCode::OK);
+    login::set_csrf_cookie(&state, &mut resp, token, p.login.embed);
+    resp
 }
 
 /// `POST /login/code`: checks the code and completes the login.

@@ -164,7 +164,14 @@ pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status:
         .and_then(|o| o.spec.logo_url.clone())
         .map(|u| format!("<img src=\"{}\" alt=\"\" height=\"48\">", escape(&u)))
         .unwrap_or_default();
-    let body = format!("{logo}<h1>{}</h1>{content}", escape(&name));
+    let look = super::theme::look(org.as_ref().and_then(|o| o.spec.theme.as_ref()));
+    let body = format!(
+        r#"{image}<main class="block">{logo}<h1>{}</h1>{content}</main>"#,
+        escape(&name),
+        image = look.image_url.map_or(String::new(), |u| {
+            format!(r#"<div class="image"><img src="{}" alt=""></div>"#, escape(&u))
+        })
+    );
     // Only entries that can match: `https://*.com` must not let every .com site frame the page.
     let framers: Vec<&str> = match (&org, login.embed) {
         (Some(o), true) => crate::origin::usable(&o.spec.allowed_origins)
@@ -177,7 +184,7 @@ pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status:
     } else {
         framers.join(" ")
     };
-    (status, html_headers(&ancestors), page(&name, &body)).into_response()
+    (status, html_headers(&ancestors), styled_page(&name, &look.css, &body)).into_response()
 }
 
 /// Security headers of every HTML page; `frame_ancestors` is the CSP source list. A page that
@@ -202,6 +209,16 @@ pub fn html_headers(frame_ancestors: &str) -> HeaderMap {
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     headers
+}
+
+/// A whole HTML page with the style sheet `css` (a login page's theme, [`super::theme`]).
+pub fn styled_page(title: &str, css: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title>
+<style>{css}</style>
+</head><body>{body}</body></html>"#,
+        escape(title)
+    )
 }
 
 /// A whole HTML page.

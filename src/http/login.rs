@@ -26,6 +26,7 @@ use crate::flow::authorize::{Arrival, ErrorRedirect, Refusal, Started};
 use crate::flow::login::{Browser, Completed, LoginError, LoginRequest, PasswordOutcome, Pending};
 use crate::oauth::device;
 use crate::oauth::grant::Protocol;
+use crate::oauth::hijack::Shown;
 use crate::oauth::prompt::Prompt;
 
 /// Name of the session cookie (single sign-on across logins of one organization).
@@ -43,7 +44,12 @@ pub fn client_addr(req: &Request) -> IpAddr {
 }
 
 /// `GET /login`: the CentralAuth authorization request.
-pub async fn get_login(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+pub async fn get_login(
+    State(state): State<AppState>,
+    addr: super::ClientAddr,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match Params::from_urlencoded(query.unwrap_or_default().as_bytes()) {
         Ok(p) => p,
         Err(e) => return ErrorPage::bad_request(e.to_string()).into_response(),
@@ -52,6 +58,7 @@ pub async fn get_login(State(state): State<AppState>, headers: HeaderMap, RawQue
     let at = Arrival {
         host: host.as_deref(),
         path_client_id: None,
+        addr: addr.0,
     };
     authorize(&state, &headers, Protocol::CentralAuth, at, &params).await
 }
@@ -64,8 +71,9 @@ pub async fn authorize(
     at: Arrival<'_>,
     params: &Params,
 ) -> Response {
+    let addr = at.addr;
     match state.authorize(protocol, at, params) {
-        Ok((req, prompt)) => start(state, headers, req, prompt).await,
+        Ok((req, prompt)) => start(state, headers, addr, req, prompt).await,
         Err(refusal) => refused(refusal),
     }
 }
@@ -90,18 +98,20 @@ pub fn error_redirect(r: &ErrorRedirect) -> Response {
 
 /// Starts the login of a validated request: the redirect of a reused session, the
 /// `login_required` redirect, or the form with its CSRF cookie.
-async fn start(state: &AppState, headers: &HeaderMap, req: LoginRequest, prompt: Prompt) -> Response {
+async fn start(state: &AppState, headers: &HeaderMap, addr: IpAddr, req: LoginRequest, prompt: Prompt) -> Response {
     let session_cookie = cookie(headers, SESSION_COOKIE);
-    match state.start_login(req, prompt, session_cookie.as_deref()).await {
+    let user_agent = user_agent(headers);
+    let browser = Shown {
+        addr: Some(addr),
+        user_agent: Some(&user_agent),
+        device_id: None,
+    };
+    match state.start_login(req, prompt, session_cookie.as_deref(), browser).await {
         Ok(Started::Finished(location)) => see_other(&location),
         Ok(Started::LoginRequired(r)) => error_redirect(&r),
         Ok(Started::Form { login, login_id, csrf }) => {
             let mut resp = html::form_response(state, &login, &login_id, &csrf, None, StatusCode::OK);
-            let attributes = cookie_attributes(state, login.embed);
-            set_cookie(
-                &mut resp,
-                &format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly{attributes}"),
-            );
+            set_csrf_cookie(state, &mut resp, &csrf, login.embed);
             resp
         }
         Err(e) => html::login_error(state, e),
@@ -189,12 +199,29 @@ pub async fn posted(state: &AppState, req: Request) -> Result<Posted, Response> 
         .await
         .map_err(|e| html::login_error(state, e))?;
     let device_cookie = cookie(&headers, &device::cookie_name(&pending.login.request.org));
+    let mut pending = pending;
+    pending.addr = Some(addr);
+    pending.user_agent = Some(user_agent(&headers));
     Ok(Posted {
         pending,
         form,
         addr,
         device_cookie,
     })
+}
+
+/// Sets the login's CSRF cookie (`ca_csrf`) on `resp`.
+pub fn set_csrf_cookie(state: &AppState, resp: &mut Response, csrf: &str, embed: bool) {
+    let attributes = cookie_attributes(state, embed);
+    set_cookie(resp, &format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly{attributes}"));
+}
+
+/// The `User-Agent` of a browser request (empty when it sent none).
+pub fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
 }
 
 /// The e-mail address of a form, normalized as accounts are (trimmed, ASCII lowercase).

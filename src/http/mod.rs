@@ -2,7 +2,7 @@
 //!
 //! The public server speaks two protocols from the same binary, for every Organization,
 //! host-routed (see [`crate::flow::directory`]):
-//! - CentralAuth: `GET|POST /login` (and the e-mail code steps `POST /login/email`, `/login/code`), `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`.
+//! - CentralAuth: `GET|POST /login` (and the e-mail code steps `POST /login/email`, `/login/code`), `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`, `/api/v1/authenticate_direct` (and `GET /login/direct`, where its attempt continues in the browser).
 //! - OAuth 2.1 / OIDC: discovery, `/oauth2/{authorize,token,revoke,introspect,userinfo,jwks}`,
 //!   at the root of an organization's own host, or under `/o/<clientId>` on the base domain.
 //!
@@ -21,6 +21,7 @@ pub mod html;
 pub mod login;
 pub mod oauth2;
 pub mod routing;
+pub mod theme;
 pub mod well_known;
 
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +79,7 @@ pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/login", get(login::get_login).post(login::post_login))
         .route("/login/email", post(email_login::send_code))
+        .route("/login/direct", get(email_login::direct))
         .route("/login/code", post(email_login::check_code))
         .merge(api_routes())
         // RFC 8414 §3 inserts the well-known segment before the issuer's path.
@@ -109,6 +111,10 @@ fn api_routes() -> Router<AppState> {
             "/api/v1/logout",
             post(centralauth::logout).fallback(error::api_method_not_allowed),
         )
+        .route(
+            "/api/v1/authenticate_direct",
+            post(centralauth::authenticate_direct).fallback(error::api_method_not_allowed),
+        )
         .route("/api", any(error::api_not_found))
         .route("/api/", any(error::api_not_found))
         .route("/api/{*rest}", any(error::api_not_found))
@@ -133,6 +139,20 @@ async fn client_address(State(state): State<AppState>, mut req: Request, next: N
 /// The client address of a request (see [`crate::forwarded`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<ClientAddr, Self::Rejection> {
+        let ext = &parts.extensions;
+        Ok(ext.get::<ClientAddr>().copied().unwrap_or_else(|| {
+            ClientAddr(
+                ext.get::<ConnectInfo<SocketAddr>>()
+                    .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
+            )
+        }))
+    }
+}
 
 /// Span per request, and `no-store` on every answer (tokens, codes, login pages).
 async fn common(req: Request, next: Next) -> Response {

@@ -82,6 +82,7 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap, params: Raw
 /// `GET /oauth2/authorize`.
 pub async fn authorize(
     State(state): State<AppState>,
+    addr: super::ClientAddr,
     headers: HeaderMap,
     params: RawPathParams,
     RawQuery(query): RawQuery,
@@ -94,6 +95,7 @@ pub async fn authorize(
     let at = Arrival {
         host: host.as_deref(),
         path_client_id: params.iter().find(|(k, _)| *k == "cid").map(|(_, v)| v),
+        addr: addr.0,
     };
     super::login::authorize(&state, &headers, Protocol::OAuth, at, &p).await
 }
@@ -185,7 +187,7 @@ pub async fn token(State(state): State<AppState>, params: RawPathParams, req: Re
             let token = form
                 .get("refresh_token")
                 .ok_or_else(|| OAuthError::request("refresh_token is required"))?;
-            axum::Json(state.refresh(&org, &c, token).await?).into_response()
+            axum::Json(state.refresh(&org, &c, token, rp.addr).await?).into_response()
         }
         Some("client_credentials") => {
             let c = caller(&state, &org, &rp, false).await?;

@@ -160,6 +160,7 @@ impl From<FlowError> for OAuthError {
                 OAuthError::InvalidGrant("redirect_uri differs from the authorization request")
             }
             FlowError::SessionEnded => OAuthError::InvalidGrant("the login session has ended"),
+            FlowError::SessionHijacked(m) => OAuthError::InvalidGrant(m.message()),
             FlowError::CodeReplayed => OAuthError::InvalidGrant("the code was replayed; its tokens are revoked"),
         }
     }
@@ -204,6 +205,7 @@ impl From<FlowError> for CaError {
                 };
             }
             FlowError::SessionEnded => (CaCode::SessionInvalid, "the session has ended; log in again"),
+            FlowError::SessionHijacked(m) => (CaCode::SessionInvalid, m.message()),
             FlowError::TokenInvalid => (CaCode::TokenInvalid, "the token is invalid or expired"),
             FlowError::TokenMissing => (CaCode::MissingFields, "send the access token as the request body"),
             FlowError::DomainNotAllowed => (

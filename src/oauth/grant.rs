@@ -50,7 +50,8 @@ pub struct Session {
     pub org: OrgKey,
     /// The user.
     pub email: String,
-    /// Unix seconds of the login.
+    /// Unix seconds of the login: when it read the user directory, before the session was
+    /// written, so that a block the User controller recorded since then ends the session.
     pub created_at: i64,
     /// Unix seconds after which the session ends whatever its activity.
     pub expires_at: i64,
@@ -64,6 +65,9 @@ pub struct Session {
     /// The user as the directory recorded them at login (absent in sessions of older replicas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<super::profile::UserProfile>,
+    /// What the session is bound to (`hijackProtection`; absent when nothing is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<super::hijack::Binding>,
 }
 
 /// A validated authorization request, as far as its code carries it: who asked, through which
@@ -368,6 +372,7 @@ mod tests {
             device_id: None,
             affirmed_at: None,
             user: None,
+            binding: None,
         };
         create_session(&store, &session, Duration::from_secs(60)).await.unwrap();
         let code = issue_code(&store, &grant(100)).await.unwrap();

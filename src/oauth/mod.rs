@@ -4,6 +4,7 @@
 //! - [`pkce`]: S256 challenges and verifiers (strict, and the CentralAuth UUID quirk).
 //! - [`redirect`]: strict parsing and the redirect URI rules of both protocols.
 //! - [`grant`]: codes, sessions, refresh-token families in the store.
+//! - [`hijack`]: sessions bound to the client's address, user agent or device (`hijackProtection`).
 //! - [`access`]: when a blocked or deleted user's access ended (what every session use checks).
 //! - [`profile`]: the user as the directory recorded them at login (carried by the session).
 //! - [`verifier`]: bounded argon2id verification and the (pre-warmed) cache of client-secret
@@ -25,6 +26,7 @@ pub mod client_auth;
 pub mod device;
 pub mod error;
 pub mod grant;
+pub mod hijack;
 pub mod jwe;
 pub mod keys;
 pub mod otp;

@@ -235,6 +235,7 @@ mod tests {
             device_id: None,
             affirmed_at: None,
             user: Some(profile.clone()),
+            binding: None,
         };
         let user = centralauth_user(&session, "client");
         assert_eq!(

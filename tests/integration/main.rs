@@ -4,6 +4,7 @@
 
 mod support;
 
+mod authenticate_direct;
 mod binary;
 mod chart;
 mod client_secret;
@@ -12,6 +13,7 @@ mod client_secret_rollout;
 mod crds;
 mod email_login;
 mod events;
+mod hijack;
 mod image;
 mod image_run;
 mod leader;
@@ -35,4 +37,5 @@ mod secrets_watch;
 mod store_binary;
 mod store_contract;
 mod store_replicas;
+mod theme;
 mod users;

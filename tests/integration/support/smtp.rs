@@ -189,6 +189,28 @@ impl EmailLogin {
         }
     }
 
+    /// Continues in this browser a login started by `authenticate_direct`: `GET /login/direct`
+    /// (it must render the code form and set the CSRF cookie).
+    pub async fn direct(http: &reqwest::Client, origin: &str, attempt: &str, token: &str) -> EmailLogin {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{origin}/login/direct"),
+            &[("loginAttemptId", attempt), ("token", token)],
+        )
+        .unwrap();
+        let page = http.get(url).send().await.unwrap();
+        assert_eq!(page.status(), 200, "the code form did not render");
+        let cookie = super::oauth::cookie_set(&page, "ca_csrf=").expect("no CSRF cookie");
+        let html = page.text().await.unwrap();
+        EmailLogin {
+            http: http.clone(),
+            origin: origin.to_string(),
+            cookie,
+            login: hidden(&html, "login").unwrap(),
+            csrf: hidden(&html, "csrf").unwrap(),
+            page: html,
+        }
+    }
+
     async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
         let mut form = vec![("login", self.login.as_str()), ("csrf", self.csrf.as_str())];
         form.extend_from_slice(fields);
