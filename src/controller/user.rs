@@ -25,8 +25,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
@@ -35,6 +35,7 @@ use crate::crd::condition::{self, READY};
 use crate::crd::user::UserProblem;
 use crate::crd::{FIELD_MANAGER, Organization, USER_FINALIZER, User, UserStatus, user_name};
 use crate::oauth::{access, tokens};
+use crate::runtime::cache::slim;
 use crate::runtime::metrics::Kind;
 use crate::runtime::scope::WatchScope;
 use crate::store::StoreError;
@@ -98,7 +99,13 @@ async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
         return;
     }
     ctx.caches();
-    let controller = Controller::new(unit.api::<User>(&ctx.client), watcher::Config::default())
+    // Its own store of the unit's Users (only the leader runs this), slimmed like the shared
+    // caches: the managed fields of the login path's writes are most of a User's size.
+    let (store, writer) = reflector::store();
+    let users = watcher(unit.api::<User>(&ctx.client), watcher::Config::default())
+        .default_backoff()
+        .modify(slim);
+    let controller = Controller::for_stream(reflector(writer, users).applied_objects(), store)
         .with_config(super::controller_config());
     related::drain(controller.run(reconcile, error_policy, ctx)).await;
 }
