@@ -71,6 +71,9 @@ pub async fn drain<T, E: std::fmt::Display>(results: impl Stream<Item = Result<T
         .await;
 }
 
+/// An object's ID (its UID), shared by the maps that name it.
+type Id = Arc<str>;
+
 /// What an object claims, as comparable strings.
 type KeyFn<K> = Box<dyn Fn(&K) -> Vec<String> + Send>;
 
@@ -80,10 +83,11 @@ type KeyFn<K> = Box<dyn Fn(&K) -> Vec<String> + Send>;
 pub struct Related<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     keys: KeyFn<K>,
-    /// Each object's keys as of its last change, by object ID.
-    previous: HashMap<String, (ObjectRef<K>, Vec<String>)>,
-    /// The IDs of the objects claiming each key.
-    holders: HashMap<String, HashSet<String>>,
+    /// Each object's reference and keys as of its last change, by object ID.
+    previous: HashMap<Id, (ObjectRef<K>, Vec<String>)>,
+    /// The IDs of the objects claiming each key (almost always one: a `Vec`, not a set; at
+    /// 10,000 tenants a set per key cost more than the keys).
+    holders: HashMap<String, Vec<Id>>,
     queue: UnboundedSender<ObjectRef<K>>,
 }
 
@@ -132,9 +136,17 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Related<K> {
         let before = self.forget(&id);
         let now = (self.keys)(obj);
         for key in &now {
-            self.holders.entry(key.clone()).or_default().insert(id.clone());
+            let ids = self.holders.entry(key.clone()).or_default();
+            if !ids.contains(&id) {
+                ids.push(Id::clone(&id));
+            }
         }
-        self.previous.insert(id, (ObjectRef::from_obj(obj), now));
+        // Name and namespace only: the queue needs no resource version or UID.
+        let mut reference = ObjectRef::new(&obj.name_any());
+        if let Some(ns) = obj.namespace() {
+            reference = reference.within(&ns);
+        }
+        self.previous.insert(id, (reference, now));
         before
     }
 
@@ -145,7 +157,7 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Related<K> {
         };
         for key in &keys {
             if let Some(ids) = self.holders.get_mut(key) {
-                ids.remove(id);
+                ids.retain(|held| &**held != id);
                 if ids.is_empty() {
                     self.holders.remove(key);
                 }
@@ -154,14 +166,15 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Related<K> {
         keys
     }
 
-    fn id(obj: &K) -> String {
+    fn id(obj: &K) -> Id {
         obj.uid()
             .unwrap_or_else(|| format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()))
+            .into()
     }
 
     fn queue_sharing(&self, changed: &K, keys: HashSet<String>) {
         let me = Self::id(changed);
-        let ids: HashSet<&String> = keys.iter().filter_map(|k| self.holders.get(k)).flatten().collect();
+        let ids: HashSet<&Id> = keys.iter().filter_map(|k| self.holders.get(k)).flatten().collect();
         for id in ids.into_iter().filter(|id| **id != me) {
             let Some((r, _)) = self.previous.get(id) else { continue };
             // Only objects still in the store (a relist may have dropped one without an event).
