@@ -31,7 +31,7 @@
 //!
 //! [`CLIENT_SECRET_LABEL`]: crate::controller::client_secret::secret::CLIENT_SECRET_LABEL
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -193,7 +193,7 @@ impl SecretsView {
 pub type StreamId = (usize, Source);
 
 /// The keys `keys` of `secret`, nothing else.
-pub fn kept(secret: &Secret, keys: &BTreeSet<String>) -> SecretData {
+pub fn kept(secret: &Secret, keys: &[String]) -> SecretData {
     let data = secret.data.as_ref();
     keys.iter()
         .filter_map(|k| Some((k.as_str().into(), data?.get(k)?.0.as_slice().into())))

@@ -1,7 +1,7 @@
 //! Which Secrets the request path needs (named by the caches, with the keys read from each),
 //! and which of a unit's two watches delivers each.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -18,8 +18,17 @@ const USER_PAGE_SIZE: u32 = 100;
 /// `(namespace, name)` of a Secret.
 pub type SecretRef = (String, String);
 
-/// The Secrets the caches name, with the keys the server reads from each.
-pub type Wanted = HashMap<SecretRef, BTreeSet<String>>;
+/// The Secrets the caches name, with the keys the server reads from each (one to three: a
+/// list, not a set — a `BTreeSet` node costs ~300 bytes whatever it holds).
+pub type Wanted = HashMap<SecretRef, Vec<String>>;
+
+/// Adds `key` of Secret `r` to `refs`, once.
+fn want(refs: &mut Wanted, r: SecretRef, key: &str) {
+    let keys = refs.entry(r).or_default();
+    if !keys.iter().any(|k| k == key) {
+        keys.push(key.to_string());
+    }
+}
 
 /// The Secrets the current organizations and client secrets need, with the keys read from each.
 pub fn wanted(caches: &Caches) -> Wanted {
@@ -29,14 +38,11 @@ pub fn wanted(caches: &Caches) -> Wanted {
         let Some(ns) = &org.metadata.namespace else { continue };
         let methods = &org.spec.login_methods;
         if let Some(pw) = &methods.passwords {
-            refs.entry((ns.clone(), pw.secret_name.clone()))
-                .or_default()
-                .insert(pw.key.clone());
+            want(&mut refs, (ns.clone(), pw.secret_name.clone()), &pw.key);
         }
         if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.as_ref()) {
-            let keys = refs.entry((ns.clone(), name.clone())).or_default();
-            keys.insert("username".into());
-            keys.insert("password".into());
+            want(&mut refs, (ns.clone(), name.clone()), "username");
+            want(&mut refs, (ns.clone(), name.clone()), "password");
         }
     }
     let by_name = crate::crd::organization::by_name(&orgs);
@@ -49,9 +55,7 @@ pub fn wanted(caches: &Caches) -> Wanted {
                 .as_ref()
                 .and_then(|s| s.secret_name.clone())
                 .unwrap_or_else(|| cs.secret_name());
-            refs.entry((ns.clone(), name))
-                .or_default()
-                .insert(CLIENT_SECRET_KEY.into());
+            want(&mut refs, (ns.clone(), name), CLIENT_SECRET_KEY);
         }
     }
     refs
