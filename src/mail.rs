@@ -258,6 +258,7 @@ mod tests {
             tls: SmtpTls::StartTls,
             from: from.into(),
             credentials_secret_name: None,
+            attempt_type: Default::default(),
         }
     }
 
