@@ -282,3 +282,59 @@ async fn a_challenge_burns_on_a_wrong_number_and_completes_on_the_right_one() {
     let done = wait(&http, &t, &flow, false).await;
     assert_logged_in(&t, &http, &done, "eve@example.com").await;
 }
+
+#[tokio::test]
+async fn authenticate_direct_answers_with_the_number_and_invite_only_refuses_at_completion() {
+    let server = Server::start("email-challenge-direct").await;
+    let mut smtp = SmtpServer::start(Security::None, None, None).await;
+    let mut method = smtp.login_method(Security::None, None);
+    method["attemptType"] = json!("Challenge");
+    let extra = json!({"loginMethods": {"email": method}, "userCreation": "InviteOnly"});
+    let mut t = server.tenant("chalco", extra, &[]).await;
+    t.activate_secret(&server, "chalco-secret").await;
+    let resp = server
+        .http(&[])
+        .post(format!("{}/api/v1/authenticate_direct", t.origin()))
+        .basic_auth(&t.client_id, Some(&t.secret))
+        .json(&json!({"email": "fay@example.com", "state": "st-1", "redirect_uri": CB}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let attempt: Value = resp.json().await.unwrap();
+    let sentence = attempt["sentence"].as_str().unwrap();
+    let links = links_of(&body_of(&smtp.next_mail().await));
+    let (number, right) = links
+        .iter()
+        .find(|(n, _)| sentence.contains(&format!("Click the number {n} ")))
+        .unwrap_or_else(|| panic!("the sentence names one of the numbers: {sentence}"));
+    assert!(!sentence.contains(right.as_str()));
+
+    // The browser the app hands the attempt to waits for the click, then is refused: not invited.
+    let http = server.http(&[]);
+    let id = attempt["loginAttemptId"].as_str().unwrap();
+    let token = attempt["token"].as_str().unwrap();
+    let direct = http
+        .get(format!("{}/login/direct?loginAttemptId={id}&token={token}", t.origin()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 303);
+    let look = || {
+        http.get(format!("{}/login/wait?loginAttemptId={id}", t.origin()))
+            .header("cookie", format!("ca_csrf={token}"))
+            .send()
+    };
+    let waiting = look().await.unwrap();
+    assert!(
+        waiting
+            .text()
+            .await
+            .unwrap()
+            .contains(&format!("<strong>{number}</strong>"))
+    );
+    assert_eq!(Device::new(&server, &t).open(right).await.status(), 200);
+    let refused = look().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("has not been invited"));
+}
