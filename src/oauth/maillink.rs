@@ -44,6 +44,9 @@ pub struct Attempt {
     pub kind: Kind,
     /// What the starting page shows: the short token, or the number to click.
     pub shown: String,
+    /// Random per e-mail: links of an earlier e-mail of the same login (perhaps to another
+    /// address) do not open this one.
+    nonce: String,
 }
 
 /// What opening a link does.
@@ -60,6 +63,7 @@ pub enum Action {
 #[derive(Serialize, Deserialize)]
 struct Link {
     attempt: String,
+    nonce: String,
     action: Action,
     kind: Kind,
 }
@@ -152,6 +156,7 @@ pub fn challenge_numbers() -> ([u8; 3], usize) {
 /// returns what to show and e-mail; the secrets are then forgotten.
 pub async fn issue(store: &dyn Store, login_id: &str, email: &str, kind: Kind, ttl: Duration) -> StoreResult<Issued> {
     let attempt = hashed(login_id);
+    let nonce = crate::oauth::grant::random_token();
     let (shown, links): (String, Vec<(String, Action, String)>) = match kind {
         Kind::Challenge => {
             let (numbers, right) = challenge_numbers();
@@ -177,6 +182,7 @@ pub async fn issue(store: &dyn Store, login_id: &str, email: &str, kind: Kind, t
     for (_, action, secret) in &links {
         let link = Link {
             attempt: attempt.clone(),
+            nonce: nonce.clone(),
             action: *action,
             kind,
         };
@@ -186,6 +192,7 @@ pub async fn issue(store: &dyn Store, login_id: &str, email: &str, kind: Kind, t
         email: email.to_string(),
         kind,
         shown: shown.clone(),
+        nonce,
     };
     store.delete(&ok_key(&attempt)).await?;
     json::put(store, &attempt_key(&attempt), &stored, ttl).await?;
@@ -213,9 +220,19 @@ pub async fn open(store: &dyn Store, secret: &str) -> StoreResult<Opened> {
     let Some(link) = json::take::<Link>(store, &link_key(secret)).await? else {
         return Ok(Opened::Gone);
     };
-    let Some(attempt) = json::take::<Attempt>(store, &attempt_key(&link.attempt)).await? else {
+    // Only the e-mail's own attempt: a link of an earlier e-mail of this login must neither
+    // complete nor use up the current one (it may have gone to another address).
+    let key = attempt_key(&link.attempt);
+    let current: Option<Attempt> = json::get(store, &key).await?;
+    if current.is_none_or(|a| a.nonce != link.nonce) {
+        return Ok(Opened::Gone);
+    }
+    let Some(attempt) = json::take::<Attempt>(store, &key).await? else {
         return Ok(Opened::Gone);
     };
+    if attempt.nonce != link.nonce {
+        return Ok(Opened::Gone); // replaced between the two reads: that e-mail must be asked again
+    }
     Ok(match link.action {
         Action::Wrong => Opened::Burned,
         Action::Here => Opened::Here {
@@ -301,6 +318,25 @@ mod tests {
         assert_eq!(open(&store, &wrong.2).await.unwrap(), Opened::Burned);
         assert_eq!(open(&store, &right.2).await.unwrap(), Opened::Gone, "burned");
         assert_eq!(confirmed(&store, "login-2").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_link_of_an_earlier_email_does_not_open_the_current_attempt() {
+        use crate::store::memory::MemoryStore;
+        let store = MemoryStore::new();
+        let first = issue(&store, "login-3", "mallory@example.com", Kind::Link, LINK_TTL)
+            .await
+            .unwrap();
+        let second = issue(&store, "login-3", "victim@example.com", Kind::Link, LINK_TTL)
+            .await
+            .unwrap();
+        assert_eq!(open(&store, &first.links[1].2).await.unwrap(), Opened::Gone);
+        assert_eq!(confirmed(&store, "login-3").await.unwrap(), None);
+        assert_eq!(open(&store, &second.links[1].2).await.unwrap(), Opened::There);
+        assert_eq!(
+            confirmed(&store, "login-3").await.unwrap().as_deref(),
+            Some("victim@example.com")
+        );
     }
 
     #[test]
