@@ -25,7 +25,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::association::TrustRoots;
-use crate::crd::{EmailLogin, SmtpTls};
+use crate::crd::{EmailAttemptType, EmailLogin, SmtpTls};
 
 /// How the server reaches SMTP servers.
 #[derive(Clone, Debug)]
@@ -98,6 +98,23 @@ pub struct CodeMail<'a> {
     pub valid_for: Duration,
 }
 
+/// A link or challenge e-mail to send (`loginMethods.email.attemptType: Link | Challenge`).
+pub struct LinkMail<'a> {
+    /// The recipient (already validated and normalized).
+    pub to: &'a str,
+    /// Display name of the organization.
+    pub organization: &'a str,
+    /// `Link` or `Challenge`.
+    pub kind: EmailAttemptType,
+    /// The short token of a link (shown on the page too).
+    pub token: &'a str,
+    /// `(label, URL)`: for a link, "this device" then "the device that started"; for a
+    /// challenge, each number.
+    pub links: Vec<(String, String)>,
+    /// How long the links work.
+    pub valid_for: Duration,
+}
+
 /// Sends code e-mails; keeps the TLS configuration per SMTP host (loading roots is not free).
 pub struct Mailer {
     settings: SmtpSettings,
@@ -143,7 +160,25 @@ impl Mailer {
         credentials: Option<Credentials>,
         mail: &CodeMail<'_>,
     ) -> Result<(), MailError> {
-        let message = code_message(config, mail)?;
+        self.send(config, credentials, code_message(config, mail)?).await
+    }
+
+    /// Sends the link or challenge e-mail `mail` (see [`Mailer::send_code`]).
+    pub async fn send_link(
+        &self,
+        config: &EmailLogin,
+        credentials: Option<Credentials>,
+        mail: &LinkMail<'_>,
+    ) -> Result<(), MailError> {
+        self.send(config, credentials, link_message(config, mail)?).await
+    }
+
+    async fn send(
+        &self,
+        config: &EmailLogin,
+        credentials: Option<Credentials>,
+        message: Message,
+    ) -> Result<(), MailError> {
         let transport = self.transport(config, credentials)?;
         let server = format!("{}:{}", config.smtp_host, config.smtp_port);
         match tokio::time::timeout(self.settings.timeout, transport.send(message)).await {
@@ -247,6 +282,42 @@ fn code_message(config: &EmailLogin, mail: &CodeMail<'_>) -> Result<Message, Mai
         .map_err(|e| MailError::Build(e.to_string()))
 }
 
+fn link_message(config: &EmailLogin, mail: &LinkMail<'_>) -> Result<Message, MailError> {
+    let from = mailbox(&config.from).ok_or_else(|| MailError::Sender(config.from.clone()))?;
+    let to = mailbox(mail.to).ok_or(MailError::Recipient)?;
+    let minutes = mail.valid_for.as_secs().div_ceil(60);
+    let org = mail.organization;
+    let body = match (mail.kind, mail.links.as_slice()) {
+        (EmailAttemptType::Challenge, links) => {
+            let numbers: String = links.iter().map(|(n, url)| format!("    {n}: {url}\n")).collect();
+            format!(
+                "To log in to {org}, open the link of the number the login page shows:\n\n{numbers}\n\
+                 Only that number logs you in; any other ends this login attempt.\n\
+                 The links work once, for {minutes} minutes. If you did not try to log in,\n\
+                 ignore this e-mail.\n"
+            )
+        }
+        (_, [(_, here), (_, there), ..]) => format!(
+            "To log in to {org}, check that the login page shows {token}, then:\n\n\
+             Log in on this device:\n    {here}\n\n\
+             Or log in on the device where you asked for this e-mail:\n    {there}\n\n\
+             The link works once, for {minutes} minutes. If you did not try to log in,\n\
+             ignore this e-mail: nobody can log in without it.\n",
+            token = mail.token,
+        ),
+        _ => return Err(MailError::Build("a link e-mail needs two links".into())),
+    };
+    let domain = from.email.domain().to_string();
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(format!("Log in to {org}"))
+        .message_id(Some(format!("<{}@{domain}>", uuid::Uuid::new_v4())))
+        .header(ContentType::TEXT_PLAIN)
+        .body(body)
+        .map_err(|e| MailError::Build(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +329,7 @@ mod tests {
             tls: SmtpTls::StartTls,
             from: from.into(),
             credentials_secret_name: None,
+            attempt_type: Default::default(),
         }
     }
 

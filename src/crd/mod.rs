@@ -21,8 +21,8 @@ pub use client_secret::{
 };
 pub use native_app::{NativeApp, NativeAppSpec, NativeAppStatus, Platform};
 pub use organization::{
-    ActiveSecretRef, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec, OrganizationStatus,
-    PasswordLogin, SecretRotation, SmtpTls, UserCreation,
+    ActiveSecretRef, EmailAttemptType, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec,
+    OrganizationStatus, PasswordLogin, SecretRotation, SmtpTls, UserCreation,
 };
 pub use theme::{LoginBlockLayout, LoginPageLayout, Theme};
 pub use user::{USER_FINALIZER, User, UserConnection, UserSpec, UserStatus, normalize_email, user_name};

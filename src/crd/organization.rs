@@ -255,6 +255,27 @@ pub struct EmailLogin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub credentials_secret_name: Option<String>,
+
+    /// What the e-mail asks the user to do (CentralAuth's `defaultLoginAttemptType`): `Code`
+    /// (default) mails a 5-digit code to type into the page; `Link` mails a one-time link and
+    /// a short token shown on the page too; `Challenge` mails three numbers, of which the
+    /// user clicks the one the page shows.
+    #[serde(default)]
+    pub attempt_type: EmailAttemptType,
+}
+
+/// How an e-mail login proves the mailbox (CentralAuth's `LoginAttemptType`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EmailAttemptType {
+    /// A 5-digit code typed into the login page.
+    #[default]
+    Code,
+    /// A one-time link (single use, 15 minutes) that logs in on the device that opens it, or
+    /// completes the login on the device that started it.
+    Link,
+    /// Three numbers in the e-mail; clicking the one the page shows completes the login on
+    /// the device that started it.
+    Challenge,
 }
 
 fn default_smtp_port() -> u16 {

@@ -129,6 +129,34 @@ impl Flows {
         self.direct_send(pending, r.addr, r.email).await
     }
 
+    /// The sentence to show for a sent e-mail: the code's, or the link's token or the
+    /// challenge's number to compare with the e-mail.
+    async fn direct_sentence(&self, p: &Pending, email: &str) -> String {
+        let attempt = crate::oauth::maillink::pending(self.store.as_ref(), &p.login_id)
+            .await
+            .ok()
+            .flatten();
+        let intro = p.login.translations.get("emailChallengeText");
+        let link_minutes = self.settings.email_codes.link_ttl.as_secs().div_ceil(60);
+        match attempt {
+            Some(a) if a.kind == crate::oauth::maillink::Kind::Challenge => format!(
+                "{} {email}. Click the number {} in it. It works for {link_minutes} minutes.",
+                intro.map_or("We sent an e-mail to", String::as_str),
+                a.shown
+            ),
+            Some(a) => format!(
+                "{} {email}. Open its link if it shows {}. It works for {link_minutes} minutes.",
+                intro.map_or("We sent an e-mail to", String::as_str),
+                a.shown
+            ),
+            None => format!(
+                "{} {email}. It works for {} minutes.",
+                intro.map_or("We sent a 5-digit code to", String::as_str),
+                self.settings.email_codes.ttl.as_secs().div_ceil(60)
+            ),
+        }
+    }
+
     /// Sends the code of a direct attempt. The caller is the organization's own server (it
     /// holds the secret): every user's code comes from its address, so only the limits per
     /// e-mail address (cool-down, codes per hour) apply, not the one per client address.
@@ -152,14 +180,7 @@ impl Flows {
         match outcome {
             SendOutcome::Sent { email } => {
                 let now = crate::oauth::now();
-                let minutes = policy.ttl.as_secs().div_ceil(60);
-                let sentence = format!(
-                    "{} {email}. It works for {minutes} minutes.",
-                    p.login
-                        .translations
-                        .get("emailChallengeText")
-                        .map_or("We sent a 5-digit code to", String::as_str)
-                );
+                let sentence = self.direct_sentence(&p, &email).await;
                 Ok(DirectAttempt {
                     login_attempt_id: p.login_id,
                     token: p.csrf,

@@ -16,7 +16,7 @@ use lettre::transport::smtp::authentication::Credentials;
 
 use super::Flows;
 use super::login::{Attempter, Browser, Completed, LOGIN_TTL, LoginError, Pending, login_key};
-use crate::crd::{EmailLogin, Organization};
+use crate::crd::{EmailAttemptType, EmailLogin, Organization};
 use crate::mail::{self, CodeMail, MailError};
 use crate::oauth::otp::{self, SendGate, Verdict};
 use crate::oauth::throttle::{self, Counters};
@@ -106,13 +106,16 @@ impl Flows {
         match otp::may_send(store, policy, &sends, &cooldown).await? {
             SendGate::Allowed => {}
             gate => {
-                let code_pending = otp::pending_email(store, &p.login_id).await?.as_deref() == Some(email.as_str());
+                let code_pending = self.pending_address(&config, &p.login_id).await?.as_deref() == Some(email.as_str());
                 return Ok(SendOutcome::Throttled {
                     email,
                     gate,
                     code_pending,
                 });
             }
+        }
+        if config.attempt_type != EmailAttemptType::Code {
+            return self.send_link(p, &config, email, &sends, &cooldown).await;
         }
         let code = otp::issue(store, policy, &p.login_id, &email).await?;
         let _ = store.touch(&login_key(&p.login_id), LOGIN_TTL).await;
@@ -126,6 +129,15 @@ impl Flows {
         let _ = sends.record(store).await;
         tracing::info!(org = %p.login.request.org.name, "login code e-mail sent");
         Ok(SendOutcome::Sent { email })
+    }
+
+    /// The address a code, link or challenge of login `login_id` waits for, if any.
+    async fn pending_address(&self, config: &EmailLogin, login_id: &str) -> Result<Option<String>, LoginError> {
+        let store = self.store.as_ref();
+        Ok(match config.attempt_type {
+            EmailAttemptType::Code => otp::pending_email(store, login_id).await?,
+            _ => crate::oauth::maillink::pending(store, login_id).await?.map(|a| a.email),
+        })
     }
 
     /// Checks the guessed `code` of login `p` (see the module documentation).
@@ -191,7 +203,11 @@ impl Flows {
 
     /// `username` and `password` of the credentials Secret, exactly as stored (no trimming),
     /// from the watched Secrets in memory.
-    fn smtp_credentials(&self, org: &Organization, config: &EmailLogin) -> Result<Option<Credentials>, MailError> {
+    pub(super) fn smtp_credentials(
+        &self,
+        org: &Organization,
+        config: &EmailLogin,
+    ) -> Result<Option<Credentials>, MailError> {
         let Some(name) = &config.credentials_secret_name else {
             return Ok(None);
         };

@@ -246,6 +246,18 @@ impl Flows {
     /// ([`Flows::admit`]), uses up the pending login, creates the session and the device token,
     /// and issues the code.
     pub async fn complete(&self, p: &Pending, email: String, method: LoginMethod) -> Result<Completed, LoginError> {
+        self.complete_at(p, &login_key(&p.login_id), email, method).await
+    }
+
+    /// [`Flows::complete`] of the pending login stored at `key` (an e-mail link opened on
+    /// another device knows the login's key, not its ID).
+    pub async fn complete_at(
+        &self,
+        p: &Pending,
+        key: &str,
+        email: String,
+        method: LoginMethod,
+    ) -> Result<Completed, LoginError> {
         let connection = match method {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
             LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
@@ -256,9 +268,7 @@ impl Flows {
             }
         })?;
         let store = self.store.as_ref();
-        let login = json::take::<LoginRequest>(store, &login_key(&p.login_id))
-            .await?
-            .ok_or(LoginError::Used)?;
+        let login = json::take::<LoginRequest>(store, key).await?.ok_or(LoginError::Used)?;
         self.metrics.login(method, LoginOutcome::success);
         let now = crate::oauth::now();
         let max_age = p.org.max_session().as_secs() as i64;

@@ -27,6 +27,7 @@ pub mod clients;
 pub mod direct;
 pub mod directory;
 pub mod email;
+pub mod email_link;
 pub mod error;
 pub mod login;
 pub mod token;

@@ -121,6 +121,12 @@ fn refused_or_done(state: &AppState, p: &Posted, outcome: CodeOutcome) -> Respon
     }
 }
 
+/// Whether the organization e-mails links or challenges rather than codes.
+fn link_type(p: &Posted) -> bool {
+    let email = p.org.spec.login_methods.email.as_ref();
+    email.is_some_and(|e| e.attempt_type != crate::crd::EmailAttemptType::Code)
+}
+
 fn expired(login: &LoginRequest) -> String {
     text(
         login,
@@ -155,8 +161,12 @@ fn first_page(state: &AppState, p: &Posted, email: Option<&str>, message: &str, 
     html::form_response(state, &login, &p.login_id, &p.csrf, Some(message), status)
 }
 
-/// The page asking for the code, with a button that sends a new one.
+/// The page asking for the code, with a button that sends a new one; with
+/// `attemptType: Link | Challenge`, the redirect to the page that waits for the e-mail's link.
 fn code_page(state: &AppState, p: &Posted, email: &str, message: Option<&str>, status: StatusCode) -> Response {
+    if link_type(p) {
+        return super::email_link::to_wait(&p.login_id);
+    }
     let t = |key: &str, default: &str| escape(&text(&p.login, key, default));
     let minutes = state.settings.email_codes.ttl.as_secs().div_ceil(60);
     let hidden = hidden_fields(&p.login_id, &p.csrf);

@@ -31,7 +31,7 @@ use crate::oauth::prompt::Prompt;
 
 /// Name of the session cookie (single sign-on across logins of one organization).
 pub const SESSION_COOKIE: &str = "ca_session";
-const CSRF_COOKIE: &str = "ca_csrf";
+pub const CSRF_COOKIE: &str = "ca_csrf";
 
 /// The client address: what the router's middleware found ([`super::ClientAddr`]: the socket
 /// peer, or what trusted proxies say), else the socket peer.

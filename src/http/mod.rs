@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod centralauth;
+pub mod email_link;
 pub mod email_login;
 pub mod error;
 pub mod form;
@@ -81,6 +82,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/login/email", post(email_login::send_code))
         .route("/login/direct", get(email_login::direct))
         .route("/login/code", post(email_login::check_code))
+        .route("/login/wait", get(email_link::wait))
+        .route("/login/mail", get(email_link::link_page).post(email_link::open_link))
         .merge(api_routes())
         // RFC 8414 §3 inserts the well-known segment before the issuer's path.
         .route("/.well-known/openid-configuration/o/{cid}", get(oauth2::discovery))

@@ -29,6 +29,7 @@ pub mod grant;
 pub mod hijack;
 pub mod jwe;
 pub mod keys;
+pub mod maillink;
 pub mod otp;
 pub mod pkce;
 pub mod profile;

@@ -40,6 +40,8 @@ const SPACE: u32 = 100_000;
 pub struct OtpPolicy {
     /// How long a code stays valid.
     pub ttl: Duration,
+    /// How long an e-mailed link or challenge stays valid ([`super::maillink::LINK_TTL`]).
+    pub link_ttl: Duration,
     /// Guesses allowed per code; the last wrong one burns it.
     pub max_attempts: u64,
     /// Least time between two codes sent to one address.
@@ -56,6 +58,7 @@ impl Default for OtpPolicy {
     fn default() -> Self {
         OtpPolicy {
             ttl: Duration::from_secs(600),
+            link_ttl: super::maillink::LINK_TTL,
             max_attempts: 5,
             resend_after: Duration::from_secs(30),
             sends: Limits {

@@ -167,6 +167,15 @@ fn invalid_table() -> Vec<Invalid> {
             says: "supported values: \"Open\", \"InviteOnly\"",
         },
         Invalid {
+            case: "unknown email attemptType",
+            kind: "Organization",
+            spec: org_spec(json!({"loginMethods": {"email": {
+                "smtpHost": "smtp.example.com", "from": "login@example.com", "attemptType": "Magic"
+            }}})),
+            field: "spec.loginMethods.email.attemptType",
+            says: "supported values: \"Code\", \"Link\", \"Challenge\"",
+        },
+        Invalid {
             case: "an address in allowedEmailDomains",
             kind: "Organization",
             spec: org_spec(json!({"allowedEmailDomains": ["@example.com"]})),

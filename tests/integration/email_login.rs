@@ -20,7 +20,8 @@ use crate::support::smtp::{EmailLogin, Security, SmtpServer, code_of, set_smtp_p
 const CB: &str = "https://app.example.com/cb";
 const VERIFIER: &str = "email-login-verifier-0123456789-abcdefghijklmnop";
 
-fn centralauth_url(t: &Tenant, state: &str) -> String {
+/// The CentralAuth `/login` URL of tenant `t` with `state`.
+pub fn centralauth_url(t: &Tenant, state: &str) -> String {
     reqwest::Url::parse_with_params(
         &format!("{}/login", t.origin()),
         &[

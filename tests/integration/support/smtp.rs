@@ -165,7 +165,8 @@ pub async fn set_smtp_password(client: &kube::Client, ns: &str, name: &str, pass
 pub struct EmailLogin {
     http: reqwest::Client,
     origin: String,
-    cookie: String,
+    /// The CSRF cookie (`ca_csrf=…`), sent with every step.
+    pub cookie: String,
     /// The login ID.
     pub login: String,
     /// The CSRF token.
