@@ -180,15 +180,20 @@ pub enum GrantError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// 256 random bits, base64url.
-pub fn random_token() -> String {
-    use base64::Engine;
+/// `N` bytes from the OS CSPRNG (the source of every token, code and link the server makes).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
+    let mut bytes = [0u8; N];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
         .expect("OS random source");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    bytes
+}
+
+/// 256 random bits, base64url.
+pub fn random_token() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
 }
 
 /// Stores `grant` and returns the code to hand to the client.

@@ -13,9 +13,9 @@
 
 use std::time::Duration;
 
-use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::oauth::grant::random_bytes;
 use crate::store::{Store, StoreResult, hashed, json};
 
 /// How long a link or challenge works.
@@ -105,14 +105,6 @@ fn link_key(secret: &str) -> String {
 
 fn ok_key(attempt: &str) -> String {
     format!("mail-ok:{attempt}")
-}
-
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("OS random source");
-    bytes
 }
 
 /// A short token of [`TOKEN_LEN`] characters from the OS CSPRNG (30 bits), for the user to

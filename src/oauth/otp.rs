@@ -24,7 +24,6 @@
 
 use std::time::Duration;
 
-use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
 use super::throttle::{Counters, Limits};
@@ -122,12 +121,9 @@ pub enum SendGate {
 /// A fresh code from the OS CSPRNG, uniform over `00000`–`99999` (rejection sampling: the
 /// 32-bit values above the last whole multiple of 100 000 are drawn again).
 pub fn generate() -> String {
-    let rng = ring::rand::SystemRandom::new();
     let limit = u32::MAX - (u32::MAX % SPACE); // 42 949 × 100 000
     loop {
-        let mut bytes = [0u8; 4];
-        rng.fill(&mut bytes).expect("OS random source");
-        let n = u32::from_be_bytes(bytes);
+        let n = u32::from_be_bytes(super::grant::random_bytes::<4>());
         if n < limit {
             return format!("{:0width$}", n % SPACE, width = DIGITS);
         }
