@@ -243,7 +243,7 @@ async fn sync_host(
         let note = format!(
             "ConfigMap {ns}/{name} exists and was not created by centralauth-operator; the association files of {host} are served over HTTP but not written into it (delete or rename it to let the operator manage it)"
         );
-        events::publish(&data.ctx, app, EventType::Warning, "ConfigMapNotManaged", &note).await;
+        events::publish(&data.ctx, app, EventType::Warning, "ConfigMapNotManaged", &note);
         return Ok(());
     }
     if listed.is_empty() {
@@ -362,7 +362,7 @@ async fn write_status(
     status::apply(&data.ctx.client, app, FIELD_MANAGER, &desired).await?;
     for (before, after) in changed_types {
         if before.map(|b| (b.status, b.reason)) != Some((after.status.clone(), after.reason.clone())) {
-            events::publish_condition(&data.ctx, app, &after).await;
+            events::publish_condition(&data.ctx, app, &after);
         }
     }
     Ok(())

@@ -407,7 +407,7 @@ async fn write_status(org: &Organization, verdict: Verdict, ctx: &Context) -> Re
     status::apply(&ctx.client, org, ORG_STATUS_MANAGER, &desired).await?;
     let before = condition::find(&current.conditions, READY);
     if before.map(|c| (&c.status, &c.reason)) != Some((&ready.status, &ready.reason)) {
-        events::publish_condition(ctx, org, &ready).await;
+        events::publish_condition(ctx, org, &ready);
     }
     Ok(())
 }

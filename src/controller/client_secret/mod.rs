@@ -60,6 +60,7 @@
 mod activate;
 mod api;
 mod credentials;
+mod finalize;
 pub mod generate;
 mod generated;
 mod lifecycle;
@@ -85,13 +86,12 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio::sync::OwnedMutexGuard;
 
 use super::Context;
-use crate::crd::{ClientSecret, WorkloadKind};
+use crate::crd::{ClientSecret, Organization, WorkloadKind};
 use crate::runtime::cache::Change;
 use crate::runtime::metrics::Kind;
 use crate::runtime::scope::WatchScope;
@@ -119,9 +119,9 @@ pub enum Error {
     /// Hashing failed.
     #[error("hashing the client secret failed (retrying): {0}")]
     Hash(#[from] crate::crypto::HashError),
-    /// Adding or removing the finalizer failed, or the cleanup did.
-    #[error("{0}")]
-    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// Adding or removing the finalizer failed.
+    #[error("adding or removing the finalizer centralauth.io/client-secret failed (retrying): {0}")]
+    Finalizer(#[source] kube::Error),
     /// An object came back from the API server without a field it always sets.
     #[error("the API server returned an object without {0}")]
     MissingField(&'static str),
@@ -131,17 +131,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The variant name (of the inner error for a finalizer failure): the fixed `reason`
-    /// label of the reconcile-error metric.
+    /// The variant name: the fixed `reason` label of the reconcile-error metric.
     fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "Kube",
             Error::Random(_) => "Random",
             Error::Hash(_) => "Hash",
-            Error::Finalizer(f) => match f.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
-                _ => "Finalizer",
-            },
+            Error::Finalizer(_) => "Finalizer",
             Error::MissingField(_) => "MissingField",
             Error::Conflict(_) => "Conflict",
         }
@@ -151,14 +147,9 @@ impl Error {
         match self {
             Error::Conflict(_) => true,
             Error::Kube(kube::Error::Api(s)) => s.is_conflict(),
-            Error::Finalizer(f) => match f.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.is_conflict(),
-                // The finalizer patch tests the finalizers it read; a cache a moment behind the
-                // previous reconcile's own patch fails that test (422): only a stale read.
-                finalizer::Error::AddFinalizer(kube::Error::Api(s))
-                | finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) => s.code == 422 || s.is_conflict(),
-                _ => false,
-            },
+            // The finalizer patch carries the resourceVersion it read; a cache a moment behind
+            // the previous reconcile's own writes fails it: only a stale read.
+            Error::Finalizer(kube::Error::Api(s)) => s.is_conflict(),
             _ => false,
         }
     }
@@ -187,10 +178,18 @@ impl OrgLocks {
 pub(crate) struct State {
     ctx: Arc<Context>,
     store: Store<ClientSecret>,
+    /// The Organizations of the unit, as cached: read where a step does not need fresh data.
+    orgs: Store<Organization>,
     locks: OrgLocks,
 }
 
 impl State {
+    /// The Organization of `cs` as cached (`None` when the cache has not seen it).
+    fn cached_org(&self, cs: &ClientSecret) -> Option<Organization> {
+        let key = ObjectRef::new(&cs.spec.organization_ref.name).within(&cs.namespace()?);
+        self.orgs.get(&key).map(|org| (*org).clone())
+    }
+
     /// The other ClientSecrets of the same organization, as cached.
     fn siblings(&self, cs: &ClientSecret) -> Vec<Arc<ClientSecret>> {
         self.store
@@ -242,7 +241,7 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
     let client = ctx.client.clone();
     // ClientSecrets and Organizations come from the shared caches: no watches of their own.
     let caches = ctx.caches();
-    let (Some((store, changes)), Some((_, org_changes))) = (
+    let (Some((store, changes)), Some((orgs, org_changes))) = (
         caches.client_secret_feed().subscribe(&unit),
         caches.organization_feed().subscribe(&unit),
     ) else {
@@ -284,6 +283,7 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
     let state = Arc::new(State {
         ctx,
         store,
+        orgs,
         locks: OrgLocks::default(),
     });
     controller
@@ -303,14 +303,7 @@ async fn reconcile(cs: Arc<ClientSecret>, state: Arc<State>) -> Result<Action, E
     let work = async move {
         let ns = cs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
         let api: Api<ClientSecret> = Api::namespaced(state.ctx.client.clone(), &ns);
-        finalizer(&api, FINALIZER, cs, |event| async {
-            match event {
-                FinalizerEvent::Apply(cs) => reconcile::apply(&cs, &state).await,
-                FinalizerEvent::Cleanup(cs) => reconcile::cleanup(&cs, &state).await,
-            }
-        })
-        .await
-        .map_err(|e| Error::Finalizer(Box::new(e)))
+        finalize::guarded(&api, &cs, &state).await
     };
     crate::runtime::metrics::Metrics::instrument(&metrics, Kind::ClientSecret, Error::reason, span, work).await
 }

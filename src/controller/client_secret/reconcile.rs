@@ -65,7 +65,7 @@ async fn reread(state: &State, cs: &ClientSecret) -> Result<Option<ClientSecret>
 /// the organization's lock and read `cs` under it.
 async fn apply_read(state: &State, cs: &ClientSecret, locked: bool) -> Result<Action, Error> {
     let org_name = cs.spec.organization_ref.name.clone();
-    let Some(org) = organizations(state, cs).get_opt(&org_name).await? else {
+    let Some(org) = read_org(state, cs, locked).await? else {
         return org_not_found(state, cs).await;
     };
     if settled_revoked(cs, &org) {
@@ -96,6 +96,17 @@ async fn apply_read(state: &State, cs: &ClientSecret, locked: bool) -> Result<Ac
         ..generated
     };
     execute(state, &cs, &org, &generated).await
+}
+
+/// The Organization of `cs`: read from the API server for a step under the lock (the record it
+/// switches must be current), else from the cache — the steps taken without the lock write only
+/// this ClientSecret, conditional on its version, and a change of the Organization wakes the
+/// secrets it concerns again — falling back to a read when the cache has not seen it yet.
+async fn read_org(state: &State, cs: &ClientSecret, fresh: bool) -> Result<Option<Organization>, Error> {
+    if let Some(org) = state.cached_org(cs).filter(|_| !fresh) {
+        return Ok(Some(org));
+    }
+    Ok(organizations(state, cs).get_opt(&cs.spec.organization_ref.name).await?)
 }
 
 /// Takes the next step and writes the status it decided.
