@@ -30,6 +30,7 @@ pub async fn guarded(api: &Api<ClientSecret>, cs: &ClientSecret, state: &State) 
         (true, true) => {
             let action = reconcile::cleanup(cs, state).await?;
             write(api, cs, without(cs.finalizers())).await?;
+            state.own.forget(cs);
             Ok(action)
         }
         (false, true) => reconcile::apply(cs, state).await,
@@ -37,6 +38,7 @@ pub async fn guarded(api: &Api<ClientSecret>, cs: &ClientSecret, state: &State) 
             let mut list = cs.finalizers().to_vec();
             list.push(FINALIZER.to_string());
             let added = write(api, cs, list).await?;
+            state.own.wrote(cs, &added);
             reconcile::apply(&added, state).await
         }
     }

@@ -163,6 +163,7 @@ pub async fn write(
         Err(e) => return Err(e.into()),
     };
     publish_transition(state, cs, &written);
+    state.own.wrote(cs, &written);
     Ok(written)
 }
 
