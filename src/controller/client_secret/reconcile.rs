@@ -98,12 +98,18 @@ async fn apply_read(state: &State, cs: &ClientSecret, locked: bool) -> Result<Ac
     execute(state, &cs, &org, &generated).await
 }
 
-/// The Organization of `cs`: read from the API server for a step under the lock (the record it
-/// switches must be current), else from the cache — the steps taken without the lock write only
-/// this ClientSecret, conditional on its version, and a change of the Organization wakes the
-/// secrets it concerns again — falling back to a read when the cache has not seen it yet.
-async fn read_org(state: &State, cs: &ClientSecret, fresh: bool) -> Result<Option<Organization>, Error> {
-    if let Some(org) = state.cached_org(cs).filter(|_| !fresh) {
+/// The Organization of `cs`: from the cache for a Pending secret whose step needs no lock —
+/// minting, or waiting for its trigger: such a step writes only this ClientSecret, conditional
+/// on its version, and a change of the Organization wakes it again — else (and when the cache
+/// has not seen it yet) read from the API server. The later phases read it fresh: whether the
+/// record still names a Retiring or Revoked secret decides what it does, and a cache that has not
+/// seen the latest switch made them take the long way round (measured in
+/// `tests/bench/client-secrets.sh`: more reads and status writes per activation).
+async fn read_org(state: &State, cs: &ClientSecret, locked: bool) -> Result<Option<Organization>, Error> {
+    let cached = (!locked && cs.phase() == ClientSecretPhase::Pending)
+        .then(|| state.cached_org(cs))
+        .flatten();
+    if let Some(org) = cached {
         return Ok(Some(org));
     }
     Ok(organizations(state, cs).get_opt(&cs.spec.organization_ref.name).await?)
