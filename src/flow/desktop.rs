@@ -73,7 +73,14 @@ impl Flows {
             challenge_hash,
             now: crate::oauth::now(),
         };
-        desktop::verify(assertion, &expected).map_err(FlowError::ClientAssertion)
+        let verdict = desktop::verify(assertion, &expected);
+        match &verdict {
+            Ok(()) => tracing::info!(org = %g.request.org.name, app_id, "desktop client assertion verified"),
+            Err(e) => {
+                tracing::info!(org = %g.request.org.name, app_id, reason = %e, "desktop client assertion refused")
+            }
+        }
+        verdict.map_err(FlowError::ClientAssertion)
     }
 }
 

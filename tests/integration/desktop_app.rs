@@ -184,6 +184,10 @@ async fn a_desktop_app_logs_in_on_a_random_loopback_port_and_wrong_assertions_ar
 
     let output = operator.stop_and_read_logs().await;
     assert!(output.contains("code issued"), "debug logs were written");
+    assert!(
+        output.contains("desktop client assertion verified") && output.contains("desktop client assertion refused"),
+        "exchanges are logged (without their assertions)"
+    );
     for report in [&ok, &rs, &ps, &wrong_cert, &replayed, &resent, &expired, &missing] {
         let assertion = report["assertion"].as_str().unwrap();
         let signature = assertion.rsplit('.').next().unwrap();
