@@ -133,6 +133,15 @@ async fn a_desktop_app_logs_in_on_a_random_loopback_port_and_wrong_assertions_ar
     );
     let es_id = desktop_app(&fixtures, &t, "desk-es", "http://127.0.0.1/callback", &es.thumbprint).await;
     let rsa_id = desktop_app(&fixtures, &t, "desk-rsa", "http://127.0.0.1/rsa/cb", &rsa.thumbprint).await;
+    // The IPv6 loopback where the machine has one (CI machines without IPv6 skip it, loudly).
+    let v6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+    let v6_id = match v6 {
+        true => Some(desktop_app(&fixtures, &t, "desk-v6", "http://[::1]/v6/cb", &other.thumbprint).await),
+        false => {
+            eprintln!("no IPv6 loopback here: the http://[::1]/ desktop login is not tested");
+            None
+        }
+    };
     let operator = Operator::start_on_localhost(&fixtures.ns, "debug");
     operator.wait_ready().await;
     let issuer = format!("http://localhost:{}/o/{}", operator.public, t.client_id);
@@ -157,6 +166,14 @@ async fn a_desktop_app_logs_in_on_a_random_loopback_port_and_wrong_assertions_ar
         .await
         .0;
     assert_eq!(ps["status"], 200, "PS256: {ps}");
+
+    let mut reports = vec![ok.clone(), rs.clone(), ps.clone()];
+    if let Some(v6_id) = &v6_id {
+        let (six, location) = desktop_login(&t, v6_id, "/v6/cb", &other, json!({"host": "::1"})).await;
+        assert!(location.starts_with("http://[::1]:"), "{location}");
+        assert_eq!(six["status"], 200, "[::1]: {six}");
+        reports.push(six);
+    }
 
     let wrong_cert = desktop_login(&t, &es_id, "/callback", &other, json!({})).await.0;
     refused(&wrong_cert, &other.thumbprint);
@@ -188,7 +205,8 @@ async fn a_desktop_app_logs_in_on_a_random_loopback_port_and_wrong_assertions_ar
         output.contains("desktop client assertion verified") && output.contains("desktop client assertion refused"),
         "exchanges are logged (without their assertions)"
     );
-    for report in [&ok, &rs, &ps, &wrong_cert, &replayed, &resent, &expired, &missing] {
+    reports.extend([wrong_cert, replayed, resent, expired, missing]);
+    for report in &reports {
         let assertion = report["assertion"].as_str().unwrap();
         let signature = assertion.rsplit('.').next().unwrap();
         assert!(!output.contains(signature), "an assertion appears in the logs");
