@@ -189,6 +189,8 @@ impl Checker {
                 applinks::verify_aasa(&body, &id, &redirect_path)?;
                 Ok(format!("{url} lists {id} for {redirect_path}"))
             }
+            // Desktop apps publish no association files; the controller never asks.
+            Platform::Desktop => Err(Failure::NoIdentity),
             Platform::Android => {
                 let package = app.spec.package_name.as_deref().ok_or(Failure::NoIdentity)?;
                 let url = format!("{}{ASSETLINKS_PATH}", link.origin());

@@ -21,7 +21,7 @@ use super::directory::org_key;
 use crate::crd::{HijackProtection, Organization};
 use crate::oauth::grant::{self, AuthRequest, CodeGrant, OrgKey, Session};
 use crate::oauth::throttle::{Counters, Limits, Tally};
-use crate::oauth::{device, hijack, redirect};
+use crate::oauth::{desktop, device, hijack, redirect};
 use crate::runtime::metrics::{LoginMethod, LoginOutcome};
 use crate::store::{StoreError, hashed, json};
 
@@ -63,6 +63,10 @@ pub struct LoginRequest {
     /// CentralAuth `affirm=1`: the user must log in again, and the callback says so.
     #[serde(default)]
     pub affirm: bool,
+    /// The app is a Desktop NativeApp: the code comes with a `desktop_challenge` that the app
+    /// signs at the exchange ([`crate::oauth::desktop`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub desktop: bool,
 }
 
 /// Why a login step cannot go on (shown as an error page).
@@ -316,6 +320,7 @@ impl Flows {
     pub async fn finish(&self, login: &LoginRequest, session: &Session) -> Result<String, LoginError> {
         let org = self.org_by_key(&login.request.org).ok_or(LoginError::OrgGone)?;
         let now = crate::oauth::now();
+        let challenge = login.desktop.then(grant::random_token);
         let code_grant = CodeGrant {
             request: login.request.clone(),
             session_id: session.id.clone(),
@@ -324,10 +329,14 @@ impl Flows {
             issued_at: now,
             family_id: grant::random_token(),
             jti: grant::random_token(),
+            challenge_hash: challenge.as_deref().map(hashed),
         };
         let code = grant::issue_code(self.store.as_ref(), &code_grant).await?;
         let issuer = self.issuer(&org);
         let mut params = vec![("code", code.as_str())];
+        if let Some(c) = &challenge {
+            params.push((desktop::CHALLENGE_PARAM, c));
+        }
         if let Some(s) = &login.state {
             params.push(("state", s));
         }

@@ -24,6 +24,7 @@
 pub mod authorize;
 pub mod centralauth;
 pub mod clients;
+pub mod desktop;
 pub mod direct;
 pub mod directory;
 pub mod email;

@@ -14,6 +14,7 @@
 //! - [`otp`]: one-time e-mail login codes (issue, throttle sending, count guesses, burn).
 //! - [`throttle`]: failure counters per organization: per client/account and address, or per
 //!   device cookie.
+//! - [`desktop`]: desktop apps' client assertions (RFC 7523 style, pinned certificate).
 //! - [`device`]: device cookies that exempt a known browser from an account's lockout.
 //! - [`prompt`]: OIDC `prompt` / `max_age` and CentralAuth `affirm`: when a session is reused.
 //! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
@@ -23,6 +24,7 @@
 
 pub mod access;
 pub mod client_auth;
+pub mod desktop;
 pub mod device;
 pub mod error;
 pub mod grant;

@@ -11,6 +11,7 @@ mod client_secret;
 mod client_secret_crash;
 mod client_secret_rollout;
 mod crds;
+mod desktop_app;
 mod email_link;
 mod email_login;
 mod events;
