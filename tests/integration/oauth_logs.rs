@@ -3,7 +3,6 @@
 //! whose reason is logged), a code exchange, userinfo and client credentials, and its whole
 //! output is searched for every generated value, the SMTP passwords and the e-mail body.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -35,37 +34,8 @@ async fn no_secret_code_password_or_token_in_the_logs() {
         )
         .await;
     t.activate_secret(&fixtures, "logco-secret").await;
-    let (port, admin) = (support::free_port(), support::free_port());
-    // Logs go to a file (a pipe nobody reads while the test runs would fill and block).
-    let log_path = std::env::temp_dir().join(format!("centralauth-logs-{}-{port}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
-        .args([
-            "run",
-            "--base-domain",
-            "localhost",
-            "--public-scheme",
-            "http",
-            "--namespace",
-            &fixtures.ns,
-            "--watch-namespace",
-            &fixtures.ns,
-            "--leader-elect=false",
-        ])
-        .args([
-            "--public-port",
-            &port.to_string(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let log_path = std::env::temp_dir().join(format!("centralauth-logs-{}.log", std::process::id()));
+    let (mut child, port) = support::process::run_debug_logged(&fixtures.ns, &log_path);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))

@@ -374,3 +374,29 @@ pub async fn activated_organization(
     let data = secrets.get("acme-1").await.unwrap().data.unwrap();
     Some((client_id, String::from_utf8(data["client_secret"].0.clone()).unwrap()))
 }
+
+/// Runs the real binary (`run`, base domain `localhost` over http, namespace-scoped to `ns`,
+/// no leader election) at `RUST_LOG=debug`, stdout and stderr to the file `log` (a pipe nobody
+/// reads while the test runs would fill and block); the child and its public port.
+pub fn run_debug_logged(ns: &str, log: &Path) -> (Child, u16) {
+    let (port, admin) = (support::free_port(), support::free_port());
+    let out = std::fs::File::create(log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
+        .args(["run", "--base-domain", "localhost", "--public-scheme", "http"])
+        .args(["--namespace", ns, "--watch-namespace", ns, "--leader-elect=false"])
+        .args([
+            "--public-port",
+            &port.to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, port)
+}
