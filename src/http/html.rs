@@ -321,6 +321,31 @@ mod tests {
     }
 
     #[test]
+    fn provider_buttons_are_escaped_and_carry_the_login() {
+        let login: LoginRequest = serde_json::from_value(serde_json::json!({
+            "org": {"namespace": "ns", "name": "acme", "uid": "u"}, "clientId": "cid",
+            "protocol": "OAuth", "redirectUri": "https://app.example.com/cb", "csrfHash": "h",
+            "embed": false, "translations": {"loginWith": "Sign in with"}
+        }))
+        .unwrap();
+        let provider: Provider = serde_json::from_value(serde_json::json!({
+            "name": "corp", "type": "OIDC", "clientId": "c", "issuer": "https://idp.example",
+            "clientSecretRef": {"name": "s", "key": "k"}, "displayName": "<Corp & Co>"
+        }))
+        .unwrap();
+        let html = provider_buttons(&login, "login-1", "csrf-1", &[provider]);
+        assert!(html.contains(r#"action="/login/provider""#), "{html}");
+        assert!(
+            html.contains(r#"name="provider" value="corp" id="provider-corp""#),
+            "{html}"
+        );
+        assert!(html.contains("Sign in with &lt;Corp &amp; Co&gt;"), "{html}");
+        assert!(html.contains(r#"name="login" value="login-1""#) && html.contains(r#"value="csrf-1""#));
+        assert!(!html.contains("<script"), "no script");
+        assert_eq!(provider_buttons(&login, "l", "c", &[]), "");
+    }
+
+    #[test]
     fn only_pages_that_refuse_framing_send_x_frame_options() {
         let closed = html_headers("'none'");
         assert_eq!(closed[header::X_FRAME_OPTIONS], "DENY");
