@@ -252,7 +252,7 @@ impl Checker {
 }
 
 /// An error and its sources, `: `-joined (reqwest's top-level message alone says little).
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

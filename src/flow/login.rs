@@ -20,6 +20,7 @@ use super::Flows;
 use super::directory::org_key;
 use crate::crd::{HijackProtection, Organization};
 use crate::oauth::grant::{self, AuthRequest, CodeGrant, OrgKey, Session};
+use crate::oauth::profile::UserProfile;
 use crate::oauth::throttle::{Counters, Limits, Tally};
 use crate::oauth::{desktop, device, hijack, redirect};
 use crate::runtime::metrics::{LoginMethod, LoginOutcome};
@@ -113,6 +114,29 @@ pub enum LoginError {
     /// The user directory (the Kubernetes API) cannot be read or written now (503).
     #[error("the user directory is unavailable; retry later")]
     DirectoryUnavailable,
+    /// The form names a provider the organization does not have.
+    #[error("this organization has no login provider of that name; start the login again")]
+    ProviderUnknown,
+    /// The provider cannot be reached or answered garbage (502); the log says what.
+    #[error("{0} cannot be reached right now; try again in a moment, or log in another way")]
+    ProviderUnavailable(String),
+    /// The provider's answer did not verify (wrong token, audience, nonce…; the log says what).
+    #[error("the answer of {0} could not be verified, so you are not logged in; start the login again")]
+    ProviderRefused(String),
+    /// The user declined, or the provider refused the login, at the provider.
+    #[error("{0} did not confirm the login; start the login again to retry")]
+    ProviderDenied(String),
+    /// The provider does not assert a verified address, and no user is linked to this
+    /// provider account yet (403).
+    #[error(
+        "{0} did not confirm that your e-mail address is verified, so it cannot be linked to an account here; verify the address at {0}, or log in another way"
+    )]
+    ProviderEmailUnverified(String),
+    /// The user with this address is already linked to another account of the provider (409).
+    #[error(
+        "the account with this e-mail address is already linked to another {0} account; log in with that one, or another way"
+    )]
+    ProviderAccountConflict(String),
 }
 
 impl LoginError {
@@ -127,6 +151,14 @@ impl From<StoreError> for LoginError {
     fn from(_: StoreError) -> LoginError {
         LoginError::Unavailable
     }
+}
+
+/// What [`Flows::admit`] found: the user may log in.
+pub struct Admitted {
+    /// The session's copy of the user.
+    pub user: UserProfile,
+    /// Unix second taken just before the directory was read: the session's `created_at`.
+    pub read_at: i64,
 }
 
 /// The browser making a step: its address and its device cookie of the organization.
@@ -264,13 +296,26 @@ impl Flows {
     ) -> Result<Completed, LoginError> {
         let connection = match method {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
-            LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
+            _ => crate::crd::user::EMAIL_CONNECTION,
         };
         let admitted = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
             if !matches!(e, LoginError::DirectoryUnavailable) {
                 self.metrics.login(method, LoginOutcome::failure);
             }
         })?;
+        self.complete_admitted(p, key, admitted, method).await
+    }
+
+    /// The rest of [`Flows::complete_at`] once the user directory admitted the user: uses up
+    /// the pending login at `key`, creates the session and the device token, issues the code.
+    pub async fn complete_admitted(
+        &self,
+        p: &Pending,
+        key: &str,
+        admitted: Admitted,
+        method: LoginMethod,
+    ) -> Result<Completed, LoginError> {
+        let email = admitted.user.email.clone();
         let store = self.store.as_ref();
         let login = json::take::<LoginRequest>(store, key).await?.ok_or(LoginError::Used)?;
         self.metrics.login(method, LoginOutcome::success);

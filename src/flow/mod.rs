@@ -10,6 +10,8 @@
 //! - [`login`]: the pending login (the stored request) and the steps after the form: CSRF,
 //!   failure counters, password, completion.
 //! - [`email`]: the `email` login method: send a one-time code, check it.
+//! - [`providers`]: logging in with an upstream identity provider (OIDC, Google, Microsoft,
+//!   GitHub): the redirect, the callback, linking the provider account to a user.
 //! - [`direct`]: `authenticate_direct`, an e-mail login started by the app's server.
 //! - [`token`]: the standard token endpoint's grants, introspection, revocation, userinfo.
 //! - [`users`]: the user directory on the login path (a `User` per address), and sessions
@@ -31,6 +33,7 @@ pub mod email;
 pub mod email_link;
 pub mod error;
 pub mod login;
+pub mod providers;
 pub mod token;
 pub mod users;
 
@@ -142,6 +145,8 @@ pub struct Flows {
     pub index: directory::SharedIndex,
     /// The Kubernetes client the login path reads and writes `User`s with (by name).
     pub kube: kube::Client,
+    /// Upstream identity providers: the HTTP client and the discovery/JWKS cache.
+    pub upstreams: providers::SharedUpstreams,
 }
 
 impl Flows {
@@ -180,6 +185,7 @@ impl Flows {
             settings: Arc::new(settings),
             metrics,
             index: directory::SharedIndex::default(),
+            upstreams: Arc::default(),
         })
     }
 }

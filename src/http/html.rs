@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::crd::{Provider, ProviderType};
 use crate::flow::login::LoginError;
 use crate::flow::login::LoginRequest;
 
@@ -48,7 +49,9 @@ pub fn login_error(state: &AppState, e: LoginError) -> Response {
         LoginError::Csrf(_) | LoginError::DomainNotAllowed(_) | LoginError::NotInvited | LoginError::Blocked => {
             StatusCode::FORBIDDEN
         }
-        LoginError::DirectoryConflict(_) => StatusCode::CONFLICT,
+        LoginError::DirectoryConflict(_) | LoginError::ProviderAccountConflict(_) => StatusCode::CONFLICT,
+        LoginError::ProviderEmailUnverified(_) | LoginError::ProviderDenied(_) => StatusCode::FORBIDDEN,
+        LoginError::ProviderUnavailable(_) | LoginError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
         _ => StatusCode::BAD_REQUEST,
     };
     if let LoginError::Csrf(login) = &e
@@ -91,12 +94,11 @@ pub fn form_response(
             submit = t("login", "Log in"),
         )
     });
-    let code_button = |extra: &str| {
-        format!(
-            r#"<button type="submit" id="send-code"{extra}>{}</button>"#,
-            t("sendCode", "E-mail me a code")
-        )
-    };
+    let code_button = |extra: &str| code_button(&t("sendCode", "E-mail me a code"), extra);
+    let providers = provider_buttons(login, login_id, csrf, &methods.providers);
+    if password.is_none() && methods.email.is_none() {
+        return providers_only(state, login, &providers, error, status);
+    }
     let (action, buttons) = match (password, methods.email.is_some()) {
         (Some(pw), true) => (
             "/login",
@@ -115,7 +117,7 @@ pub fn form_response(
 {hidden}
 <label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
 {buttons}
-</form>"#,
+</form>{providers}"#,
         intro = match login.affirm {
             true => t("loginPageAffirmIntro", "Confirm it is you: log in again to continue."),
             false => t("loginPageIntro", "Log in to continue."),
@@ -126,6 +128,68 @@ pub fn form_response(
         email = escape(login.email.as_deref().unwrap_or_default()),
     );
     login_page(state, login, &content, status)
+}
+
+/// The "e-mail me a code" button with `extra` attributes.
+fn code_button(label: &str, extra: &str) -> String {
+    format!(r#"<button type="submit" id="send-code"{extra}>{label}</button>"#)
+}
+
+/// The first page of an organization whose only login methods are providers.
+fn providers_only(
+    state: &AppState,
+    login: &LoginRequest,
+    buttons: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let intro = escape(&text(login, "loginPageIntro", "Log in to continue."));
+    let message = alert(error.or(login.message.as_deref()));
+    login_page(state, login, &format!("<p>{intro}</p>{message}{buttons}"), status)
+}
+
+/// The providers' buttons, after the other methods (CentralAuth's order: passkey, e-mail,
+/// providers): one form posting to `/login/provider`, one submit button per provider with its
+/// icon (inline SVG, no script) and text.
+pub fn provider_buttons(login: &LoginRequest, login_id: &str, csrf: &str, providers: &[Provider]) -> String {
+    if providers.is_empty() {
+        return String::new();
+    }
+    let with = text(login, "loginWith", "Log in with");
+    let items: String = providers
+        .iter()
+        .map(|p| {
+            format!(
+                r#"<button type="submit" class="provider secondary" name="provider" value="{name}" id="provider-{name}">{icon}<span>{with} {label}</span></button>"#,
+                name = escape(&p.name),
+                icon = icon(p.type_),
+                with = escape(&with),
+                label = escape(&p.label()),
+            )
+        })
+        .collect();
+    format!(
+        r#"<form method="post" action="/login/provider" class="providers">{hidden}{items}</form>"#,
+        hidden = hidden_fields(login_id, csrf)
+    )
+}
+
+/// A small inline SVG per provider type (decorative: the text names the provider).
+fn icon(kind: ProviderType) -> &'static str {
+    match kind {
+        ProviderType::Google => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 18 18" style="vertical-align:middle;margin-right:.5rem"><path fill="#4285F4" d="M17.6 9.2c0-.6-.1-1.2-.2-1.7H9v3.3h4.8a4.1 4.1 0 0 1-1.8 2.7v2.2h2.9c1.7-1.6 2.7-3.9 2.7-6.5z"/><path fill="#34A853" d="M9 18c2.4 0 4.5-.8 5.9-2.2l-2.9-2.2c-.8.5-1.8.9-3 .9-2.3 0-4.3-1.6-5-3.7H1v2.3A9 9 0 0 0 9 18z"/><path fill="#FBBC05" d="M4 10.8a5.4 5.4 0 0 1 0-3.5V5H1a9 9 0 0 0 0 8.1z"/><path fill="#EA4335" d="M9 3.6c1.3 0 2.5.5 3.4 1.3l2.6-2.6A9 9 0 0 0 1 5l3 2.3c.7-2.1 2.7-3.7 5-3.7z"/></svg>"##
+        }
+        ProviderType::Microsoft => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 18 18" style="vertical-align:middle;margin-right:.5rem"><path fill="#F25022" d="M0 0h8.5v8.5H0z"/><path fill="#7FBA00" d="M9.5 0H18v8.5H9.5z"/><path fill="#00A4EF" d="M0 9.5h8.5V18H0z"/><path fill="#FFB900" d="M9.5 9.5H18V18H9.5z"/></svg>"##
+        }
+        ProviderType::GitHub => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 16 16" style="vertical-align:middle;margin-right:.5rem"><path fill="#181717" d="M8 0a8 8 0 0 0-2.5 15.6c.4 0 .5-.2.5-.4v-1.5c-2.2.5-2.7-1-2.7-1-.4-.9-.9-1.2-.9-1.2-.7-.5.1-.5.1-.5.8.1 1.2.8 1.2.8.7 1.3 1.9.9 2.3.7.1-.5.3-.9.5-1.1-1.8-.2-3.6-.9-3.6-4 0-.9.3-1.6.8-2.1-.1-.2-.4-1 .1-2.1 0 0 .7-.2 2.2.8a7.5 7.5 0 0 1 4 0c1.5-1 2.2-.8 2.2-.8.4 1.1.2 1.9.1 2.1.5.6.8 1.3.8 2.1 0 3.1-1.9 3.8-3.6 4 .3.3.6.8.6 1.5v2.2c0 .2.1.5.6.4A8 8 0 0 0 8 0z"/></svg>"##
+        }
+        ProviderType::Oidc => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 18 18" style="vertical-align:middle;margin-right:.5rem"><circle cx="6" cy="9" r="4" fill="none" stroke="#555" stroke-width="2"/><path d="M10 9h7M14 9v3M17 9v2" stroke="#555" stroke-width="2" fill="none"/></svg>"##
+        }
+    }
 }
 
 /// The text of `key` from the login's `translations`, else `default` (not escaped).
@@ -254,6 +318,31 @@ mod tests {
     #[test]
     fn text_is_escaped_for_elements_and_attributes() {
         assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
+    }
+
+    #[test]
+    fn provider_buttons_are_escaped_and_carry_the_login() {
+        let login: LoginRequest = serde_json::from_value(serde_json::json!({
+            "org": {"namespace": "ns", "name": "acme", "uid": "u"}, "clientId": "cid",
+            "protocol": "OAuth", "redirectUri": "https://app.example.com/cb", "csrfHash": "h",
+            "embed": false, "translations": {"loginWith": "Sign in with"}
+        }))
+        .unwrap();
+        let provider: Provider = serde_json::from_value(serde_json::json!({
+            "name": "corp", "type": "OIDC", "clientId": "c", "issuer": "https://idp.example",
+            "clientSecretRef": {"name": "s", "key": "k"}, "displayName": "<Corp & Co>"
+        }))
+        .unwrap();
+        let html = provider_buttons(&login, "login-1", "csrf-1", &[provider]);
+        assert!(html.contains(r#"action="/login/provider""#), "{html}");
+        assert!(
+            html.contains(r#"name="provider" value="corp" id="provider-corp""#),
+            "{html}"
+        );
+        assert!(html.contains("Sign in with &lt;Corp &amp; Co&gt;"), "{html}");
+        assert!(html.contains(r#"name="login" value="login-1""#) && html.contains(r#"value="csrf-1""#));
+        assert!(!html.contains("<script"), "no script");
+        assert_eq!(provider_buttons(&login, "l", "c", &[]), "");
     }
 
     #[test]

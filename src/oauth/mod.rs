@@ -20,6 +20,8 @@
 //! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
 //! - [`jwe`]: the CentralAuth access token (`dir` + `A256CBC-HS512`).
 //! - [`keys`]: ES256 signing keys, JWS, JWKS and the rotation plan.
+//! - [`upstream`]: the client side of upstream identity providers (OIDC, Google, Microsoft,
+//!   GitHub): discovery, JWKS, ID token verification, what each provider proves.
 //! - [`error`]: the error answers of both protocols.
 
 pub mod access;
@@ -39,6 +41,7 @@ pub mod prompt;
 pub mod redirect;
 pub mod throttle;
 pub mod tokens;
+pub mod upstream;
 pub mod verifier;
 
 /// Unix time in seconds.

@@ -32,6 +32,7 @@ mod oauth_logs;
 mod oauth_prompt;
 mod oauth_refusals;
 mod organization;
+mod providers;
 mod rbac;
 mod release;
 mod rolling_upgrade;

@@ -7,22 +7,12 @@
 // login page (url, with embed=1) — and logs in inside the frame.
 // Input: JSON {url, embedUrl?, email, password?, maildir?, shots?, callbackPrefix, artifacts}
 // in argv[2].
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 
 const input = JSON.parse(process.argv[2]);
-// A fresh profile directory per run (playwright's way of passing --user-data-dir).
-const profile = mkdtempSync(join(tmpdir(), 'centralauth-chromium-'));
-const browser = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const { browser, close } = await launch();
 try {
   const page = await browser.newPage();
   const response = await openLogin(page);
@@ -73,8 +63,7 @@ try {
     scripts: await form.evaluate(() => document.scripts.length),
   }));
 } finally {
-  await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 
 // Opens the login page — directly, or through the embedding page — and returns its response.
