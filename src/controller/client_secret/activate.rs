@@ -20,7 +20,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -285,17 +284,12 @@ pub async fn demote_named(
     successor: &str,
     successor_on_rollout: bool,
 ) -> Result<(), Error> {
-    let ns = org.namespace().unwrap_or_default();
-    let api = client_secrets(state, &ns);
-    // The first attempt starts from the cached copy: its status write carries the version read,
-    // so a stale copy costs a conflict and a fresh read, and a current one saves the read.
-    let mut cached = state.store.get(&ObjectRef::new(name).within(&ns));
+    // Read, not taken from the cache: the demoted secret was usually written moments before
+    // (its own activation), and a cached copy behind that write cost a conflict and a retry in
+    // about half the activations of `tests/bench/client-secrets.sh` — more than the read.
+    let api = client_secrets(state, &org.namespace().unwrap_or_default());
     for _ in 0..ATTEMPTS {
-        let target = match cached.take() {
-            Some(target) => Some((*target).clone()),
-            None => api.get_opt(name).await?,
-        };
-        let Some(target) = target else {
+        let Some(target) = api.get_opt(name).await? else {
             return Ok(());
         };
         let demoted = matches!(target.phase(), ClientSecretPhase::Retiring | ClientSecretPhase::Revoked);
@@ -303,9 +297,7 @@ pub async fn demote_named(
             return Ok(());
         }
         match demote(state, &target, org, successor, successor_on_rollout).await {
-            // A conflict, or a cached copy of an object deleted meanwhile: decide on a fresh read.
             Err(Error::Conflict(_)) => continue,
-            Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => continue,
             other => return other,
         }
     }
