@@ -22,10 +22,13 @@ pub use client_secret::{
 pub use native_app::{NativeApp, NativeAppSpec, NativeAppStatus, Platform};
 pub use organization::{
     ActiveSecretRef, EmailAttemptType, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec,
-    OrganizationStatus, PasswordLogin, SecretRotation, SmtpTls, UserCreation,
+    OrganizationStatus, PasskeyLogin, PasswordLogin, SecretRotation, SmtpTls, UserCreation,
 };
 pub use theme::{LoginBlockLayout, LoginPageLayout, Theme};
-pub use user::{USER_FINALIZER, User, UserConnection, UserSpec, UserStatus, normalize_email, user_name};
+pub use user::{
+    PasskeyCredential, USER_FINALIZER, User, UserConnection, UserPasskeys, UserSpec, UserStatus, normalize_email,
+    user_name,
+};
 
 /// API group of every resource this operator owns.
 pub const GROUP: &str = "centralauth.io";

@@ -214,6 +214,7 @@ impl HijackProtection {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.email) || has(self.passwords)").message("enable at least one login method: email or passwords"))]
+#[x_kube(validation = Rule::new("!has(self.passkeys) || has(self.email)").message("passkeys need the email login method: a user registers a passkey after proving their address with an e-mailed code; add loginMethods.email"))]
 pub struct LoginMethods {
     /// One-time 5-digit codes sent by e-mail over SMTP: the login page asks for an address,
     /// mails a code valid for 10 minutes, and logs the user in as that address when the code
@@ -225,7 +226,20 @@ pub struct LoginMethods {
     /// Static e-mail/password accounts from a Secret, for air-gapped and test setups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passwords: Option<PasswordLogin>,
+
+    /// Passkeys (WebAuthn), `{}` to enable: after an e-mail login the user is offered to create
+    /// a passkey, and the login page offers "Log in with a passkey". Only on the organization's
+    /// own host (`customDomain` or `subdomain`), which is the passkeys' relying-party ID; never
+    /// on the shared base domain. Needs `email`. See docs/passkeys.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<PasskeyLogin>,
 }
+
+/// Passkey (WebAuthn) login. No settings yet: the relying-party ID is the organization's own
+/// host and the credentials live in each User's `spec.passkeys`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyLogin {}
 
 /// E-mail one-time-code login: where to send the codes from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
