@@ -20,6 +20,7 @@ use super::Flows;
 use super::directory::org_key;
 use crate::crd::{HijackProtection, Organization};
 use crate::oauth::grant::{self, AuthRequest, CodeGrant, OrgKey, Session};
+use crate::oauth::profile::UserProfile;
 use crate::oauth::throttle::{Counters, Limits, Tally};
 use crate::oauth::{device, hijack, redirect};
 use crate::runtime::metrics::{LoginMethod, LoginOutcome};
@@ -63,6 +64,10 @@ pub struct LoginRequest {
     /// CentralAuth `affirm=1`: the user must log in again, and the callback says so.
     #[serde(default)]
     pub affirm: bool,
+    /// The request arrived at the organization's own host (passkeys, whose relying-party ID
+    /// is that host, are offered only there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_host: bool,
 }
 
 /// Why a login step cannot go on (shown as an error page).
@@ -109,6 +114,9 @@ pub enum LoginError {
     /// The user directory (the Kubernetes API) cannot be read or written now (503).
     #[error("the user directory is unavailable; retry later")]
     DirectoryUnavailable,
+    /// A passkey step failed.
+    #[error(transparent)]
+    Passkey(#[from] crate::flow::passkey::webauthn::PasskeyError),
 }
 
 impl LoginError {
@@ -123,6 +131,16 @@ impl From<StoreError> for LoginError {
     fn from(_: StoreError) -> LoginError {
         LoginError::Unavailable
     }
+}
+
+/// What [`Flows::admit`] (`flow::users`) found: the user may log in.
+pub struct Admitted {
+    /// The session's copy of the user.
+    pub user: UserProfile,
+    /// Unix second taken just before the directory was read: the session's `created_at`.
+    pub read_at: i64,
+    /// How many passkeys the user has (a registration is offered below the limit).
+    pub passkeys: usize,
 }
 
 /// The browser making a step: its address and its device cookie of the organization.
@@ -261,12 +279,28 @@ impl Flows {
         let connection = match method {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
             LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
+            LoginMethod::passkey => crate::crd::user::PASSKEY_CONNECTION,
         };
         let admitted = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
             if !matches!(e, LoginError::DirectoryUnavailable) {
                 self.metrics.login(method, LoginOutcome::failure);
             }
         })?;
+        self.complete_admitted(p, key, email, method, admitted).await
+    }
+
+    /// The rest of [`Flows::complete_at`] once the user was admitted: uses up the pending login,
+    /// creates the session and device token, and issues the code — or, after an e-mail login
+    /// where passkeys are offered, sends the browser to the passkey offer first.
+    pub(super) async fn complete_admitted(
+        &self,
+        p: &Pending,
+        key: &str,
+        email: String,
+        method: LoginMethod,
+        admitted: Admitted,
+    ) -> Result<Completed, LoginError> {
+        let offer = method == LoginMethod::email && self.offers_registration(&p.org, &p.login, admitted.passkeys);
         let store = self.store.as_ref();
         let login = json::take::<LoginRequest>(store, key).await?.ok_or(LoginError::Used)?;
         self.metrics.login(method, LoginOutcome::success);
@@ -301,8 +335,12 @@ impl Flows {
             now,
         );
         let device_token = self.keys.get().sign(&claims, device::TYP, now).ok();
+        let location = match offer {
+            true => self.offer_passkey(&login, &session).await?,
+            false => self.finish(&login, &session).await?,
+        };
         Ok(Completed {
-            location: self.finish(&login, &session).await?,
+            location,
             session_id: session.id,
             max_age,
             device_token,

@@ -11,6 +11,7 @@
 //!   failure counters, password, completion.
 //! - [`email`]: the `email` login method: send a one-time code, check it.
 //! - [`direct`]: `authenticate_direct`, an e-mail login started by the app's server.
+//! - [`passkey`]: passkeys (WebAuthn): the offer after an e-mail login, registration, login.
 //! - [`token`]: the standard token endpoint's grants, introspection, revocation, userinfo.
 //! - [`users`]: the user directory on the login path (a `User` per address), and sessions
 //!   that end when their user is blocked or deleted.
@@ -30,6 +31,7 @@ pub mod email;
 pub mod email_link;
 pub mod error;
 pub mod login;
+pub mod passkey;
 pub mod token;
 pub mod users;
 

@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::Flows;
-use super::login::LoginError;
+use super::login::{Admitted, LoginError};
 use crate::crd::{
     HijackProtection, Organization, User, UserConnection, UserCreation, UserStatus, normalize_email, user_name,
 };
@@ -77,10 +77,33 @@ impl Flows {
         if !org.email_domain_allowed(&email) {
             return Err(LoginError::domain_refused(&email));
         }
+        let api = self.users_api(org);
+        let (found, read_at) = read(&api, &user_name(&org.name_any(), &email)).await?;
+        self.admit_read(org, &email, found, read_at, connection).await
+    }
+
+    /// The User API of `org`'s namespace.
+    pub(super) fn users_api(&self, org: &Organization) -> Api<User> {
+        Api::namespaced(self.kube.clone(), &org.namespace().unwrap_or_default())
+    }
+
+    /// [`Flows::admit`] of the normalised `email` whose User the login read (`found`, at
+    /// `read_at`): a passkey login reads it itself, to find the credential.
+    pub(super) async fn admit_read(
+        &self,
+        org: &Organization,
+        email: &str,
+        found: Option<User>,
+        read_at: i64,
+        connection: &str,
+    ) -> Result<Admitted, LoginError> {
+        let email = email.to_string();
+        if !org.email_domain_allowed(&email) {
+            return Err(LoginError::domain_refused(&email));
+        }
         let (ns, org_name) = (org.namespace().unwrap_or_default(), org.name_any());
-        let api: Api<User> = Api::namespaced(self.kube.clone(), &ns);
+        let api = self.users_api(org);
         let name = user_name(&org_name, &email);
-        let (found, read_at) = read(&api, &name).await?;
         let user = match found {
             Some(user) => user,
             None if org.spec.user_creation == UserCreation::InviteOnly => return Err(LoginError::NotInvited),
@@ -113,23 +136,16 @@ impl Flows {
         Ok(Admitted {
             user: snapshot(&user, &status),
             read_at,
+            passkeys: user.spec.passkeys.as_ref().map_or(0, |p| p.credentials.len()),
         })
     }
-}
-
-/// What [`Flows::admit`] found: the user may log in.
-pub struct Admitted {
-    /// The session's copy of the user.
-    pub user: UserProfile,
-    /// Unix second taken just before the directory was read: the session's `created_at`.
-    pub read_at: i64,
 }
 
 /// Reads the User `name`, with the Unix second taken *before* the read. A session is refused
 /// when it started at or before its user's access ended (`T`); the User controller records `T`
 /// after the block is visible in the API, so a login whose read saw the user unblocked read
 /// before `T` — and a session dated by that read is refused however late it is written.
-async fn read(api: &Api<User>, name: &str) -> Result<(Option<User>, i64), LoginError> {
+pub(super) async fn read(api: &Api<User>, name: &str) -> Result<(Option<User>, i64), LoginError> {
     let read_at = crate::oauth::now();
     let user = api.get_opt(name).await.map_err(directory_down)?;
     Ok((user, read_at))
@@ -210,7 +226,7 @@ fn login_manager() -> PatchParams {
     }
 }
 
-fn directory_down(e: kube::Error) -> LoginError {
+pub(super) fn directory_down(e: kube::Error) -> LoginError {
     tracing::warn!(error = %e, "the user directory (the Kubernetes API) cannot be read or written");
     LoginError::DirectoryUnavailable
 }

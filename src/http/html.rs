@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::passkey_script::SCRIPT;
 use crate::flow::login::LoginError;
 use crate::flow::login::LoginRequest;
 
@@ -43,14 +44,7 @@ impl IntoResponse for ErrorPage {
 /// The page of a login step that cannot go on. A CSRF mismatch in an embedded login keeps
 /// the page framable and names the likely cause: a browser that blocks cookies in frames.
 pub fn login_error(state: &AppState, e: LoginError) -> Response {
-    let status = match &e {
-        LoginError::Unavailable | LoginError::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        LoginError::Csrf(_) | LoginError::DomainNotAllowed(_) | LoginError::NotInvited | LoginError::Blocked => {
-            StatusCode::FORBIDDEN
-        }
-        LoginError::DirectoryConflict(_) => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
-    };
+    let status = status_of(&e);
     if let LoginError::Csrf(login) = &e
         && login.embed
     {
@@ -64,6 +58,20 @@ pub fn login_error(state: &AppState, e: LoginError) -> Response {
         message: e.to_string(),
     }
     .into_response()
+}
+
+/// The HTTP status of a login step that cannot go on.
+pub fn status_of(e: &LoginError) -> StatusCode {
+    match e {
+        LoginError::Unavailable | LoginError::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        LoginError::Csrf(_) | LoginError::DomainNotAllowed(_) | LoginError::NotInvited | LoginError::Blocked => {
+            StatusCode::FORBIDDEN
+        }
+        LoginError::DirectoryConflict(_) => StatusCode::CONFLICT,
+        LoginError::Passkey(crate::flow::passkey::webauthn::PasskeyError::Throttled) => StatusCode::TOO_MANY_REQUESTS,
+        LoginError::Passkey(_) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::BAD_REQUEST,
+    }
 }
 
 /// The first page of a login: the password form, the "e-mail me a code" form, or one form
@@ -125,7 +133,47 @@ pub fn form_response(
         email_label = t("emailAddress", "E-mail address"),
         email = escape(login.email.as_deref().unwrap_or_default()),
     );
-    login_page(state, login, &content, status)
+    with_passkeys(state, login, login_id, csrf, content, status)
+}
+
+/// The login page with `content`, plus the passkey form and its script when the organization
+/// offers passkeys on this host.
+fn with_passkeys(
+    state: &AppState,
+    login: &LoginRequest,
+    login_id: &str,
+    csrf: &str,
+    content: String,
+    status: StatusCode,
+) -> Response {
+    let offered = state
+        .org_by_key(&login.request.org)
+        .is_some_and(|o| state.passkeys_offered(&o, login));
+    if !offered {
+        return login_page(state, login, &content, status);
+    }
+    let content = format!("{content}{}", passkey_form(login, login_id, csrf));
+    let mut resp = login_page(state, login, &content, status);
+    allow_script(&mut resp, SCRIPT);
+    resp
+}
+
+/// The passkey part of the login page: a form the script submits with the assertion, and its
+/// button (hidden until the script shows it).
+fn passkey_form(login: &LoginRequest, login_id: &str, csrf: &str) -> String {
+    let t = |key: &str, default: &str| escape(&text(login, key, default));
+    format!(
+        r#"<form id="passkey-form" method="post" action="/login/passkey">{hidden}<input type="hidden" name="email" value=""><input type="hidden" name="credential" value="">
+<button type="button" id="passkey-login" class="secondary" hidden>{label}</button>
+<p class="error" id="passkey-error" role="alert" data-cancelled="{cancelled}" hidden></p></form>
+<script>{SCRIPT}</script>"#,
+        hidden = hidden_fields(login_id, csrf),
+        label = t("passkeyLogin", "Log in with a passkey"),
+        cancelled = t(
+            "passkeyCancelled",
+            "The passkey was not used. Try again, or log in another way."
+        ),
+    )
 }
 
 /// The text of `key` from the login's `translations`, else `default` (not escaped).
@@ -185,6 +233,29 @@ pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status:
         framers.join(" ")
     };
     (status, html_headers(&ancestors), styled_page(&name, &look.css, &body)).into_response()
+}
+
+/// Lets `resp`'s page run the inline `script` (and fetch from its own origin): its SHA-256 is
+/// added to the page's CSP, so no other script runs. The page is not cached.
+pub fn allow_script(resp: &mut Response, script: &str) {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, script.as_bytes());
+    let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    let headers = resp.headers_mut();
+    if let Some(csp) = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    {
+        let csp = csp.replacen(
+            "default-src 'none';",
+            &format!("default-src 'none'; script-src 'sha256-{hash}'; connect-src 'self';"),
+            1,
+        );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// Security headers of every HTML page; `frame_ancestors` is the CSP source list. A page that

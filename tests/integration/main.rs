@@ -31,6 +31,7 @@ mod oauth_logs;
 mod oauth_prompt;
 mod oauth_refusals;
 mod organization;
+mod passkeys;
 mod rbac;
 mod release;
 mod rolling_upgrade;

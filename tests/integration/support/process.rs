@@ -42,6 +42,12 @@ impl Operator {
 
     /// [`Operator::start`] with extra environment variables.
     pub fn start_with_env(options: OperatorOptions<'_>, env: &[(&str, &str)]) -> Operator {
+        Operator::start_serving(options, "auth.test", env)
+    }
+
+    /// [`Operator::start_with_env`] with base domain `base_domain` and public URLs on the
+    /// listener's port (with `localhost`, a browser reaches `<subdomain>.localhost:<port>`).
+    pub fn start_serving(options: OperatorOptions<'_>, base_domain: &str, env: &[(&str, &str)]) -> Operator {
         let (public, admin) = (support::free_port(), support::free_port());
         let dir = support::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&dir).unwrap();
@@ -49,14 +55,12 @@ impl Operator {
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let kubeconfig = options.kubeconfig.unwrap_or_else(|| support::kubeconfig_path());
         let child = Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
-            .args([
-                "run",
-                "--base-domain",
-                "auth.test",
-                "--public-scheme",
-                "http",
-                "--listen",
-            ])
+            .args(["run", "--base-domain", base_domain, "--public-scheme", "http"])
+            .args(match base_domain {
+                "auth.test" => vec![],
+                _ => vec!["--public-port".to_string(), public.to_string()],
+            })
+            .arg("--listen")
             .arg(format!("127.0.0.1:{public}"))
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{admin}"))
