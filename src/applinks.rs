@@ -17,6 +17,9 @@
 //! - An app link must not be one of the organization's `allowedOrigins` exactly (it is not
 //!   the website). An origin covered only by a wildcard entry (`https://*.example.com`) is
 //!   accepted: the seed's own example puts the app link on a subdomain of the website.
+//! - Desktop apps (a loopback redirect, docs/desktop-apps.md) have no app-link host and no
+//!   files; two desktop apps of one organization may not share a loopback redirect, since the
+//!   standard `/oauth2/authorize` (which has no `app_id`) finds the app by it.
 //! - The files list each app once: the AASA in Apple's current `applinks.details` format (one
 //!   entry per app-link path, `appIDs` + `components`), assetlinks.json one statement per
 //!   Android app. Nothing else (no comments, no legacy keys).
@@ -38,9 +41,9 @@ pub use self::files::{
     AppleAppSiteAssociation, AssetStatement, HANDLE_ALL_URLS, HostFiles, apple_app_site_association, assetlinks,
     configmap_name, host_files, normalize_host,
 };
-pub use self::link::{AppLink, AppLinkError, CALLBACK_SEGMENT, app_id, apple_app_id};
+pub use self::link::{AppLink, AppLinkError, CALLBACK_SEGMENT, Registration, app_id, apple_app_id};
 pub use self::verify::{Missing, verify_aasa, verify_assetlinks};
-use crate::crd::{NativeApp, Organization};
+use crate::crd::{NativeApp, Organization, Platform};
 use crate::origin;
 
 /// `namespace/name` of an object, for messages.
@@ -55,7 +58,7 @@ pub enum AppProblem {
     #[error("{0}")]
     AppLink(#[from] AppLinkError),
     /// Platform identity fields are missing (the schema normally refuses this).
-    #[error("the app has no bundleId/teamId (iOS) or packageName (Android); add them")]
+    #[error("the app has no bundleId/teamId (iOS), packageName (Android) or bundleId (Desktop); add them")]
     NoIdentity,
     /// `organizationRef` names no Organization.
     #[error(
@@ -77,7 +80,7 @@ pub enum AppProblem {
     },
     /// Another app of the organization already uses this app ID.
     #[error(
-        "app ID {app_id} is already registered by NativeApp {other} (app link {other_link}) of the same organization; the same ID may only be shared by the iOS and Android builds of one app with the same appLink: change the appLink to {other_link} or delete one of them"
+        "app ID {app_id} is already registered by NativeApp {other} (app link {other_link}) of the same organization; the same ID may only be shared by the iOS and Android builds of one app with the same appLink: change the appLink to {other_link} or delete one of them (a Desktop app needs an ID of its own)"
     )]
     AppIdTaken {
         /// The contested app ID.
@@ -86,6 +89,16 @@ pub enum AppProblem {
         other: String,
         /// The earlier app's app link.
         other_link: String,
+    },
+    /// Another desktop app of the organization already uses this loopback redirect.
+    #[error(
+        "loopback redirect {redirect} is already registered by Desktop NativeApp {other} of the same organization; give this app its own path, e.g. http://127.0.0.1/<app>/callback"
+    )]
+    LoopbackTaken {
+        /// The contested redirect.
+        redirect: String,
+        /// `namespace/name` of the earlier app.
+        other: String,
     },
     /// Another organization's apps already own this app-link host.
     #[error(
@@ -111,6 +124,7 @@ impl AppProblem {
             AppProblem::AppLinkIsWebsite { .. } => "AppLinkIsWebsite",
             AppProblem::AppIdTaken { .. } => "AppIdConflict",
             AppProblem::HostTaken { .. } => "AppLinkHostTaken",
+            AppProblem::LoopbackTaken { .. } => "LoopbackRedirectTaken",
         }
     }
 }
@@ -165,39 +179,60 @@ fn may_be_on(raw: &str, host: &str) -> bool {
     !raw.is_ascii() || raw.contains('%') || raw.to_ascii_lowercase().contains(host)
 }
 
-/// Checks one app against its organization and every other app; on success returns its
-/// parsed app link. `orgs` and `apps` are everything the caller knows (a cache or a list).
-pub fn check(app: &NativeApp, orgs: &[Arc<Organization>], apps: &[Arc<NativeApp>]) -> Result<AppLink, AppProblem> {
+/// Checks one app against its organization and every other app; on success returns where it
+/// receives the login result. `orgs` and `apps` are everything the caller knows (a cache or a
+/// list).
+pub fn check(app: &NativeApp, orgs: &[Arc<Organization>], apps: &[Arc<NativeApp>]) -> Result<Registration, AppProblem> {
     check_with(app, &OrgIndex::new(orgs), apps)
 }
 
-fn check_with(app: &NativeApp, orgs: &OrgIndex, apps: &[Arc<NativeApp>]) -> Result<AppLink, AppProblem> {
-    let link = AppLink::parse(&app.spec.app_link)?;
+fn check_with(app: &NativeApp, orgs: &OrgIndex, apps: &[Arc<NativeApp>]) -> Result<Registration, AppProblem> {
+    let registration = Registration::of(app)?;
     let id = app_id(app).ok_or(AppProblem::NoIdentity)?;
     let org = orgs.of(app).ok_or_else(|| AppProblem::OrganizationNotFound {
         namespace: app.namespace().unwrap_or_default(),
         name: app.spec.organization_ref.name.clone(),
     })?;
-    let origin = link.origin();
-    if org.spec.allowed_origins.iter().any(|o| origin::equals(o, &origin)) {
-        return Err(AppProblem::AppLinkIsWebsite {
-            origin: origin.to_string(),
-        });
+    check_app_id(app, id, &registration, apps)?;
+    match &registration {
+        Registration::AppLink(link) => {
+            let origin = link.origin();
+            if org.spec.allowed_origins.iter().any(|o| origin::equals(o, &origin)) {
+                return Err(AppProblem::AppLinkIsWebsite {
+                    origin: origin.to_string(),
+                });
+            }
+            check_host(app, link, orgs, apps)?;
+        }
+        Registration::Loopback(redirect) => check_loopback(app, redirect, apps)?,
     }
-    check_app_id(app, id, &link, apps)?;
-    check_host(app, &link, orgs, apps)?;
-    Ok(link)
+    Ok(registration)
 }
 
-fn check_app_id(app: &NativeApp, id: &str, link: &AppLink, apps: &[Arc<NativeApp>]) -> Result<(), AppProblem> {
+/// A desktop app's loopback redirect is its own within the organization.
+fn check_loopback(app: &NativeApp, redirect: &str, apps: &[Arc<NativeApp>]) -> Result<(), AppProblem> {
+    let mine = seniority(app);
+    let earlier = apps
+        .iter()
+        .filter(|o| o.spec.platform == Platform::Desktop && o.spec.app_link == redirect)
+        .filter(|o| org_key(o) == org_key(app) && !same_object(o, app) && seniority(o) < mine)
+        .min_by_key(|o| seniority(o));
+    match earlier {
+        Some(other) => Err(AppProblem::LoopbackTaken {
+            redirect: redirect.to_string(),
+            other: qualified(other.as_ref()),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_app_id(app: &NativeApp, id: &str, mine_at: &Registration, apps: &[Arc<NativeApp>]) -> Result<(), AppProblem> {
     let mine = seniority(app);
     let earlier = apps
         .iter()
         .filter(|o| app_id(o) == Some(id) && org_key(o) == org_key(app) && !same_object(o, app))
         .filter(|o| seniority(o) < mine)
-        .filter(|o| {
-            o.spec.platform == app.spec.platform || AppLink::parse(&o.spec.app_link).ok().as_ref() != Some(link)
-        })
+        .filter(|o| o.spec.platform == app.spec.platform || Registration::of(o).ok().as_ref() != Some(mine_at))
         .min_by_key(|o| seniority(o));
     match earlier {
         Some(other) => Err(AppProblem::AppIdTaken {

@@ -189,6 +189,8 @@ impl Checker {
                 applinks::verify_aasa(&body, &id, &redirect_path)?;
                 Ok(format!("{url} lists {id} for {redirect_path}"))
             }
+            // Desktop apps publish no association files; the controller never asks.
+            Platform::Desktop => Err(Failure::NoIdentity),
             Platform::Android => {
                 let package = app.spec.package_name.as_deref().ok_or(Failure::NoIdentity)?;
                 let url = format!("{}{ASSETLINKS_PATH}", link.origin());
@@ -250,7 +252,7 @@ impl Checker {
 }
 
 /// An error and its sources, `: `-joined (reqwest's top-level message alone says little).
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

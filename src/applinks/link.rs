@@ -1,5 +1,6 @@
-//! App links: parsing and checking `https://host[:port][/path]`, the redirect URI under it, and
-//! the identities (app ID, Apple app ID) an app is known by.
+//! App links: parsing and checking `https://host[:port][/path]`, the redirect URI under it,
+//! desktop apps' loopback redirects (`http://127.0.0.1/path`, `http://[::1]/path`), and the
+//! identities (app ID, Apple app ID) an app is known by.
 
 use std::fmt;
 
@@ -35,6 +36,51 @@ pub enum AppLinkError {
     /// Userinfo, query or fragment present, or no domain host.
     #[error("appLink must be https://host[:port][/path] with a domain name, no userinfo, query or fragment")]
     Malformed,
+    /// A desktop app's link is not a loopback redirect.
+    #[error(
+        "a Desktop appLink must be http://127.0.0.1/<path> or http://[::1]/<path>, without port, userinfo, query or fragment"
+    )]
+    NotLoopback,
+}
+
+/// Where an app receives the login result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// iOS and Android: an https App Link / Universal Link with association files.
+    AppLink(AppLink),
+    /// Desktop: a loopback redirect (the app link as written); any port at login.
+    Loopback(String),
+}
+
+impl Registration {
+    /// The app's registration from its platform and app link.
+    pub fn of(app: &NativeApp) -> Result<Registration, AppLinkError> {
+        match app.spec.platform {
+            Platform::Desktop => loopback(&app.spec.app_link).map(Registration::Loopback),
+            Platform::Ios | Platform::Android => AppLink::parse(&app.spec.app_link).map(Registration::AppLink),
+        }
+    }
+
+    /// The redirect URI the app uses (Desktop: the port of its listener is added at login).
+    pub fn redirect_uri(&self) -> String {
+        match self {
+            Registration::AppLink(link) => link.redirect_uri(),
+            Registration::Loopback(uri) => uri.clone(),
+        }
+    }
+}
+
+/// Checks a desktop app link: `http://127.0.0.1[/path]` or `http://[::1][/path]`, no port.
+fn loopback(link: &str) -> Result<String, AppLinkError> {
+    let url = crate::oauth::redirect::parse(link).map_err(|_| AppLinkError::NotLoopback)?;
+    // The authority exactly as written: an IP literal and nothing else (no port, no userinfo).
+    let authority = link
+        .strip_prefix("http://")
+        .and_then(|rest| rest.split(['/', '?']).next());
+    if url.scheme != "http" || !matches!(authority, Some("127.0.0.1" | "[::1]")) || url.query.is_some() {
+        return Err(AppLinkError::NotLoopback);
+    }
+    Ok(link.to_string())
 }
 
 impl AppLink {
@@ -91,10 +137,10 @@ impl AppLink {
     }
 }
 
-/// The value the app sends as `app_id`: its bundle ID (iOS) or package name (Android).
+/// The value the app sends as `app_id`: its bundle ID (iOS, Desktop) or package name (Android).
 pub fn app_id(app: &NativeApp) -> Option<&str> {
     match app.spec.platform {
-        Platform::Ios => app.spec.bundle_id.as_deref(),
+        Platform::Ios | Platform::Desktop => app.spec.bundle_id.as_deref(),
         Platform::Android => app.spec.package_name.as_deref(),
     }
 }

@@ -37,6 +37,7 @@ fn app(ns: &str, name: &str, org: &str, link: &str, secs: i64, platform: Platfor
             package_name: None,
             sha256_cert_fingerprints: vec![],
             app_link: link.into(),
+            certificate_thumbprint: None,
         },
     );
     stamp(&mut a.metadata, ns, name, secs);
@@ -62,6 +63,13 @@ pub(crate) fn android(
     let mut a = app(ns, name, org, link, secs, Platform::Android);
     a.spec.package_name = Some(pkg.into());
     a.spec.sha256_cert_fingerprints = fps.iter().map(|s| s.to_string()).collect();
+    Arc::new(a)
+}
+
+pub(crate) fn desktop(ns: &str, name: &str, org: &str, bundle: &str, link: &str, secs: i64) -> Arc<NativeApp> {
+    let mut a = app(ns, name, org, link, secs, Platform::Desktop);
+    a.spec.bundle_id = Some(bundle.into());
+    a.spec.certificate_thumbprint = Some("ab".repeat(32));
     Arc::new(a)
 }
 
@@ -355,4 +363,56 @@ fn the_host_prefilter_never_drops_a_link_on_the_host() {
     assert!(super::may_be_on("https://bücher.example/auth", "xn--bcher-kva.example"));
     assert!(super::may_be_on("https://%61pp.example.com/auth", "app.example.com"));
     assert!(!super::may_be_on("https://other.example.com/auth", "app.example.com"));
+}
+
+#[test]
+fn desktop_apps_register_a_loopback_redirect_and_no_host() {
+    let orgs = vec![org("ns", "acme", &["https://acme.com"])];
+    let apps = vec![
+        desktop("ns", "desk", "acme", "com.acme.desk", "http://127.0.0.1/callback", 1),
+        desktop("ns", "desk6", "acme", "com.acme.desk6", "http://[::1]/cb", 2),
+        desktop(
+            "ns",
+            "same-loopback",
+            "acme",
+            "com.acme.other",
+            "http://127.0.0.1/callback",
+            3,
+        ),
+        ios("ns", "mobile", "acme", "com.acme.desk", "https://app.acme.com/d", 4),
+        desktop("ns", "with-port", "acme", "com.acme.p", "http://127.0.0.1:8080/cb", 5),
+        desktop("ns", "named", "acme", "com.acme.n", "http://localhost/cb", 6),
+        desktop("ns", "https", "acme", "com.acme.h", "https://app.acme.com/cb", 7),
+        desktop("ns", "query", "acme", "com.acme.q", "http://127.0.0.1/cb?x=1", 8),
+    ];
+    let verdict = |name: &str| {
+        let a = apps.iter().find(|a| a.metadata.name.as_deref() == Some(name)).unwrap();
+        check(a, &orgs, &apps)
+    };
+    assert_eq!(
+        verdict("desk").unwrap().redirect_uri(),
+        "http://127.0.0.1/callback",
+        "the redirect is the app link itself"
+    );
+    assert_eq!(
+        verdict("desk6").unwrap(),
+        Registration::Loopback("http://[::1]/cb".into())
+    );
+    let taken = verdict("same-loopback").unwrap_err();
+    assert_eq!(taken.reason(), "LoopbackRedirectTaken");
+    assert!(taken.to_string().contains("ns/desk"), "{taken}");
+    assert_eq!(
+        verdict("mobile").unwrap_err().reason(),
+        "AppIdConflict",
+        "a desktop app's bundle ID is its own"
+    );
+    for name in ["with-port", "named", "https", "query"] {
+        let err = verdict(name).unwrap_err();
+        assert_eq!(err.reason(), "InvalidAppLink", "{name}");
+        assert!(err.to_string().contains("http://127.0.0.1/<path>"), "{err}");
+    }
+    assert!(
+        listed_on("127.0.0.1", &orgs, &apps).is_empty(),
+        "desktop apps are in no association file"
+    );
 }

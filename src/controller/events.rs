@@ -7,15 +7,10 @@ use kube::runtime::events::{Event, EventType};
 use super::Context;
 use crate::crd::condition::Status;
 
-/// Publishes an Event on `obj`; a failure is logged, never fatal (events are best effort).
+/// Queues an Event on `obj` (see [`super::recorder::Recorder::send`]); a failed write is logged,
+/// never fatal (events are best effort).
 /// `note` is cut to the API's 1 kB limit.
-pub async fn publish<K: Resource<DynamicType = ()>>(
-    ctx: &Context,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
+pub fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, type_: EventType, reason: &str, note: &str) {
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -23,17 +18,15 @@ pub async fn publish<K: Resource<DynamicType = ()>>(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(err) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(error = %err, reason, "cannot publish event");
-    }
+    ctx.recorder.send(&event, &obj.object_ref(&()));
 }
 
 /// Publishes the new state of a condition: a Warning when it is `False`, else Normal.
-pub async fn publish_condition<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, condition: &Condition) {
+pub fn publish_condition<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, condition: &Condition) {
     let type_ = if condition.status == Status::False.as_str() {
         EventType::Warning
     } else {
         EventType::Normal
     };
-    publish(ctx, obj, type_, &condition.reason, &condition.message).await;
+    publish(ctx, obj, type_, &condition.reason, &condition.message);
 }

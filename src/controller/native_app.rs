@@ -14,7 +14,9 @@
 //!    too. All writes are whole-object server-side applies, so a crash anywhere is repaired
 //!    by the next reconcile. An existing ConfigMap of that name that the operator did not
 //!    create is never touched (a Warning event says so).
-//! 3. **Association check** ([`crate::association`]) → `AssociationVerified`, again every
+//!    Desktop apps have no app-link host, hence no ConfigMap.
+//! 3. **Association check** ([`crate::association`]) → `AssociationVerified` (iOS and Android
+//!    only: a Desktop app has no such condition), again every
 //!    [`AssociationSettings::interval`](crate::association::AssociationSettings) and on every
 //!    change. It does not affect `Ready`: the files may be hosted by another team, later.
 //! 4. **Status** (`appId`, `redirectUri`, both conditions, `observedGeneration`) by
@@ -37,10 +39,10 @@ use kube::{Resource, ResourceExt};
 
 use super::related;
 use super::{Context, events, status};
-use crate::applinks::{self, AppLink, AppProblem};
+use crate::applinks::{self, AppLink, AppProblem, Registration};
 use crate::association::{Checker, Failure};
 use crate::crd::condition::{self, READY, Status};
-use crate::crd::{FIELD_MANAGER, NativeApp, NativeAppStatus, Organization};
+use crate::crd::{FIELD_MANAGER, NativeApp, NativeAppStatus, Organization, Platform};
 use crate::runtime::metrics::Kind;
 use crate::runtime::scope::WatchScope;
 
@@ -170,7 +172,7 @@ async fn reconcile(app: Arc<NativeApp>, data: Arc<Data>) -> Result<Action, Error
         let verdict = applinks::check(&app, &orgs, &apps);
         sync_configmaps(&app, &orgs, &apps, &data).await?;
         let association = match (&verdict, &data.checker) {
-            (Ok(link), Ok(checker)) => Some(checker.check(&app, link).await),
+            (Ok(Registration::AppLink(link)), Ok(checker)) => Some(checker.check(&app, link).await),
             _ => None,
         };
         write_status(&app, &verdict, association, &data).await?;
@@ -243,7 +245,7 @@ async fn sync_host(
         let note = format!(
             "ConfigMap {ns}/{name} exists and was not created by centralauth-operator; the association files of {host} are served over HTTP but not written into it (delete or rename it to let the operator manage it)"
         );
-        events::publish(&data.ctx, app, EventType::Warning, "ConfigMapNotManaged", &note).await;
+        events::publish(&data.ctx, app, EventType::Warning, "ConfigMapNotManaged", &note);
         return Ok(());
     }
     if listed.is_empty() {
@@ -300,15 +302,15 @@ fn desired_configmap(host: &str, name: &str, ns: &str, listed: &[&NativeApp]) ->
     cm
 }
 
-fn ready_condition(verdict: &Result<AppLink, AppProblem>, generation: Option<i64>) -> Condition {
-    match verdict {
-        Ok(link) => condition::new(
-            READY,
-            Status::True,
-            "Ready",
-            format!("registered; the app logs in with redirect_uri {}", link.redirect_uri()),
-            generation,
+fn ready_condition(verdict: &Result<Registration, AppProblem>, generation: Option<i64>) -> Condition {
+    let message = |r: &Registration| match r {
+        Registration::AppLink(link) => format!("registered; the app logs in with redirect_uri {}", link.redirect_uri()),
+        Registration::Loopback(uri) => format!(
+            "registered; the app logs in with redirect_uri {uri} plus the port of its loopback listener, and signs the code exchange with the key of the certificate whose SHA-256 is certificateThumbprint"
         ),
+    };
+    match verdict {
+        Ok(registration) => condition::new(READY, Status::True, "Ready", message(registration), generation),
         Err(problem) => condition::new(READY, Status::False, problem.reason(), problem.to_string(), generation),
     }
 }
@@ -330,7 +332,7 @@ fn association_condition(
 /// Step 4.
 async fn write_status(
     app: &NativeApp,
-    verdict: &Result<AppLink, AppProblem>,
+    verdict: &Result<Registration, AppProblem>,
     association: Option<Result<String, Failure>>,
     data: &Data,
 ) -> Result<(), Error> {
@@ -338,10 +340,14 @@ async fn write_status(
     let current = app.status.clone().unwrap_or_default();
     let mut conditions = current.conditions.clone();
     let mut changed_types = vec![];
-    for c in [
-        ready_condition(verdict, generation),
-        association_condition(association, &data.checker, generation),
-    ] {
+    let desktop = app.spec.platform == Platform::Desktop;
+    if desktop {
+        // No association files: a Desktop app never has this condition (it may have had it
+        // as an iOS or Android app before).
+        conditions.retain(|c| c.type_ != ASSOCIATION_VERIFIED);
+    }
+    let association = (!desktop).then(|| association_condition(association, &data.checker, generation));
+    for c in std::iter::once(ready_condition(verdict, generation)).chain(association) {
         let (type_, before) = (c.type_.clone(), condition::find(&conditions, &c.type_).cloned());
         condition::set(&mut conditions, c);
         let after = condition::find(&conditions, &type_).cloned().expect("just set");
@@ -349,12 +355,11 @@ async fn write_status(
             changed_types.push((before, after));
         }
     }
-    let link = AppLink::parse(&app.spec.app_link).ok();
     let desired = NativeAppStatus {
         observed_generation: generation,
         conditions,
         app_id: applinks::app_id(app).map(str::to_string),
-        redirect_uri: link.map(|l| l.redirect_uri()),
+        redirect_uri: Registration::of(app).ok().map(|r| r.redirect_uri()),
     };
     if desired == current {
         return Ok(());
@@ -362,7 +367,7 @@ async fn write_status(
     status::apply(&data.ctx.client, app, FIELD_MANAGER, &desired).await?;
     for (before, after) in changed_types {
         if before.map(|b| (b.status, b.reason)) != Some((after.status.clone(), after.reason.clone())) {
-            events::publish_condition(&data.ctx, app, &after).await;
+            events::publish_condition(&data.ctx, app, &after);
         }
     }
     Ok(())

@@ -13,7 +13,8 @@
 //!    organizations the operator serves (the later organization is not Ready and is told which
 //!    earlier one holds the claim; the earlier is unaffected); `customDomain` is not the shared
 //!    base domain; every login-method Secret exists with the keys it needs; the e-mail
-//!    sender `loginMethods.email.from` is an address; no `allowedOrigins` wildcard stands on a
+//!    sender `loginMethods.email.from` is an address; every OpenID Connect provider's discovery
+//!    and JWKS can be read (`ProviderDiscoveryFailed`, checked again every minute while failing); no `allowedOrigins` wildcard stands on a
 //!    public suffix or an IP address ([`origin::pattern_problem`]); every `redirectUris` entry
 //!    lies inside `allowedOrigins`.
 //! 4. **Status** by server-side apply under [`ORG_STATUS_MANAGER`]: only `clientId`, `issuer`,
@@ -46,6 +47,8 @@ use crate::tenant::{self, Claim, Conflict};
 
 /// Re-check period when nothing changes (everything relevant is also watched).
 const RESYNC: Duration = Duration::from_secs(30 * 60);
+/// Re-check period while a provider's discovery fails (it may come back by itself).
+const PROVIDER_RETRY: Duration = Duration::from_secs(60);
 
 /// Why a reconcile failed (it is retried with a short delay).
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +147,14 @@ fn required_secrets(org: &Organization) -> Vec<(String, Vec<String>)> {
     if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.clone()) {
         secrets.push((name, vec!["username".into(), "password".into()]));
     }
+    for p in &methods.providers {
+        let r = &p.client_secret_ref;
+        match secrets.iter_mut().find(|(n, _)| *n == r.name) {
+            Some((_, keys)) if !keys.contains(&r.key) => keys.push(r.key.clone()),
+            Some(_) => {}
+            None => secrets.push((r.name.clone(), vec![r.key.clone()])),
+        }
+    }
     secrets
 }
 
@@ -156,6 +167,7 @@ fn names_secret(org: &Organization, name: &str) -> bool {
             .email
             .as_ref()
             .is_some_and(|e| e.credentials_secret_name.as_deref() == Some(name))
+        || methods.providers.iter().any(|p| p.client_secret_ref.name == name)
 }
 
 /// Organizations in the Secret's namespace that name it as a login-method Secret.
@@ -184,8 +196,10 @@ async fn reconcile(org: Arc<Organization>, data: Arc<Data>) -> Result<Action, Er
     let work = async move {
         let org = ensure_client_id(&org, &data.ctx).await?;
         let verdict = check(&org, &data).await?;
+        // A provider's discovery may fail for a while and come back by itself.
+        let retry_soon = verdict.is_err() && !org.spec.login_methods.providers.is_empty();
         write_status(&org, verdict, &data.ctx).await?;
-        Ok(Action::requeue(RESYNC))
+        Ok(Action::requeue(if retry_soon { PROVIDER_RETRY } else { RESYNC }))
     };
     crate::runtime::metrics::Metrics::instrument(&metrics, Kind::Organization, Error::reason, span, work).await
 }
@@ -240,6 +254,7 @@ async fn check(org: &Organization, data: &Data) -> Result<Verdict, Error> {
     }
     problems.extend(missing_secrets(org, &data.ctx).await?);
     problems.extend(setting_problems(org));
+    problems.extend(provider_problems(org).await);
     Ok(match problems.first() {
         None => Ok(()),
         Some((reason, _)) => Err((
@@ -292,6 +307,32 @@ fn setting_problems(org: &Organization) -> Vec<(&'static str, String)> {
         ));
     }
     problems
+}
+
+/// Reads the discovery document and JWKS of every OpenID Connect provider of `org` (not
+/// cached: the controller checks what the provider serves now); GitHub has none.
+async fn provider_problems(org: &Organization) -> Vec<(&'static str, String)> {
+    static HTTP: std::sync::OnceLock<crate::oauth::upstream::fetch::Http> = std::sync::OnceLock::new();
+    let http = HTTP.get_or_init(crate::oauth::upstream::fetch::Http::new);
+    let checks = org.spec.login_methods.providers.iter().filter_map(|p| {
+        let issuer = crate::flow::providers::issuer(p)?;
+        Some(async move { (p, crate::oauth::upstream::oidc::read(http, &issuer).await) })
+    });
+    // Concurrently: one silent provider costs one timeout, not one per provider.
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .filter_map(|(p, result)| {
+            let e = result.err()?;
+            Some((
+                "ProviderDiscoveryFailed",
+                format!(
+                    "provider {}: {e}; check its issuer and that the operator can reach it (the organization is checked again within a minute)",
+                    p.name
+                ),
+            ))
+        })
+        .collect()
 }
 
 fn describe_conflict(org: &Organization, c: &Conflict<'_>) -> (&'static str, String) {
@@ -407,7 +448,7 @@ async fn write_status(org: &Organization, verdict: Verdict, ctx: &Context) -> Re
     status::apply(&ctx.client, org, ORG_STATUS_MANAGER, &desired).await?;
     let before = condition::find(&current.conditions, READY);
     if before.map(|c| (&c.status, &c.reason)) != Some((&ready.status, &ready.reason)) {
-        events::publish_condition(ctx, org, &ready).await;
+        events::publish_condition(ctx, org, &ready);
     }
     Ok(())
 }

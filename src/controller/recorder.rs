@@ -9,9 +9,19 @@
 //! [`MAX_REMEMBERED`] of them: when full, expired entries are dropped in one pass, and if none
 //! expired everything is forgotten (a repeat then starts a new Event — a display detail, never
 //! a lost Event).
+//!
+//! Publishing never waits for the API server: [`Recorder::send`] decides the Event (create or
+//! count a repeat) and queues the write for one of [`WRITERS`] background writers, chosen by the
+//! object, so the Events of one object are written in order (a repeat's patch after the create
+//! it counts on). A reconcile used to wait for each Event it published: one more round trip
+//! between, say, demoting the old secret and marking the new one Active. At most
+//! [`QUEUE_PER_WRITER`] writes wait per writer; beyond that an Event is dropped and logged, as
+//! client-go's broadcaster does — an Event is worth neither blocking a reconcile nor unbounded
+//! memory. Events queued when the process ends are lost, as with client-go.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as K8sEvent, EventSeries};
@@ -21,11 +31,16 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Reporter};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 /// How long a repeat joins the series of an earlier Event (kube's and client-go's choice).
 pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// How many published Events are remembered for series at most.
 pub const MAX_REMEMBERED: usize = 4096;
+/// How many background writers write Events (each in order, for the objects it is given).
+pub const WRITERS: usize = 4;
+/// How many Event writes may wait per writer before further Events are dropped.
+pub const QUEUE_PER_WRITER: usize = 512;
 
 /// What is remembered of a published Event.
 #[derive(Clone)]
@@ -41,6 +56,14 @@ pub struct Recorder {
     client: Client,
     reporter: Reporter,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
+    /// The writers' queues, started on the first Event.
+    writers: Arc<OnceLock<Vec<mpsc::Sender<Write>>>>,
+}
+
+/// A queued Event write.
+struct Write {
+    namespace: String,
+    step: Step,
 }
 
 /// What one publish does: create a new Event, or count a repeat of an earlier one.
@@ -56,25 +79,33 @@ impl Recorder {
             client,
             reporter,
             seen: Arc::default(),
+            writers: Arc::default(),
         }
     }
 
-    /// Publishes `ev` about `regarding` (in its namespace, `default` for cluster objects).
-    pub async fn publish(&self, ev: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
-        let now = Timestamp::now();
-        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
-        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
-        match self.step(ev, regarding, now) {
-            Step::Create(event) => api.create(&PostParams::default(), &event).await.map(drop),
-            Step::Repeat(seen) => {
-                let series = EventSeries {
-                    count: seen.count,
-                    last_observed_time: MicroTime(now),
-                };
-                let patch = Patch::Merge(json!({ "series": series }));
-                api.patch(&seen.name, &PatchParams::default(), &patch).await.map(drop)
-            }
+    /// Queues `ev` about `regarding` (in its namespace, `default` for cluster objects) for a
+    /// background writer and returns at once; a failed write is logged by the writer. Must be
+    /// called on the tokio runtime (the first call starts the writers).
+    pub fn send(&self, ev: &Event, regarding: &ObjectReference) {
+        let write = Write {
+            namespace: regarding.namespace.clone().unwrap_or_else(|| "default".into()),
+            step: self.step(ev, regarding, Timestamp::now()),
+        };
+        let writers = self.writers.get_or_init(|| start_writers(&self.client));
+        if writers[writer_of(regarding)].try_send(write).is_err() {
+            tracing::warn!(reason = %ev.reason, "too many Events are waiting to be written; one was dropped");
         }
+    }
+
+    /// Publishes `ev` about `regarding` (in its namespace, `default` for cluster objects) and
+    /// waits for the API server: for callers that must know the Event was written. Controllers
+    /// use [`Recorder::send`].
+    pub async fn publish(&self, ev: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        let write = Write {
+            namespace: regarding.namespace.clone().unwrap_or_else(|| "default".into()),
+            step: self.step(ev, regarding, Timestamp::now()),
+        };
+        write.run(&self.client).await
     }
 
     /// Decides what to publish and remembers it.
@@ -127,6 +158,48 @@ impl Recorder {
             ..K8sEvent::default()
         }
     }
+}
+
+impl Write {
+    async fn run(self, client: &Client) -> Result<(), kube::Error> {
+        let api: Api<K8sEvent> = Api::namespaced(client.clone(), &self.namespace);
+        match self.step {
+            Step::Create(event) => api.create(&PostParams::default(), &event).await.map(drop),
+            Step::Repeat(seen) => {
+                let series = EventSeries {
+                    count: seen.count,
+                    last_observed_time: MicroTime(seen.last),
+                };
+                let patch = Patch::Merge(json!({ "series": series }));
+                api.patch(&seen.name, &PatchParams::default(), &patch).await.map(drop)
+            }
+        }
+    }
+}
+
+/// Starts the background writers; each ends when every [`Recorder`] sharing it is gone.
+fn start_writers(client: &Client) -> Vec<mpsc::Sender<Write>> {
+    (0..WRITERS)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<Write>(QUEUE_PER_WRITER);
+            let client = client.clone();
+            tokio::spawn(async move {
+                while let Some(write) = rx.recv().await {
+                    if let Err(err) = write.run(&client).await {
+                        tracing::warn!(error = %err, "cannot publish an event");
+                    }
+                }
+            });
+            tx
+        })
+        .collect()
+}
+
+/// The writer of the Events about `regarding`: always the same one, so they are written in order.
+fn writer_of(regarding: &ObjectReference) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&regarding.uid, &regarding.namespace, &regarding.name).hash(&mut h);
+    (h.finish() % WRITERS as u64) as usize
 }
 
 /// What makes two Events one series: type, action, reason, the object (by UID, so a deleted

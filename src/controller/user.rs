@@ -231,7 +231,7 @@ async fn write_status(
     if let Some(new) = new
         && old.map(|o| (&o.status, &o.reason)) != Some((&new.status, &new.reason))
     {
-        events::publish_condition(ctx, user, new).await;
+        events::publish_condition(ctx, user, new);
     }
     Ok(())
 }
@@ -248,7 +248,7 @@ async fn cleanup(user: &User, ctx: &Context) -> Result<Action, Error> {
     if let Some(id) = user_id(user, org.as_deref()) {
         access::end(store.as_ref(), &id, at).await?;
         let note = "the User was deleted: the user's sessions and tokens have ended";
-        events::publish(ctx, user, kube::runtime::events::EventType::Normal, "AccessEnded", note).await;
+        events::publish(ctx, user, kube::runtime::events::EventType::Normal, "AccessEnded", note);
         tracing::info!(user = %qualified(user), "user deleted; access ended");
     }
     Ok(Action::await_change())

@@ -9,6 +9,7 @@ pub mod client_secret;
 pub mod condition;
 pub mod native_app;
 pub mod organization;
+pub mod provider;
 pub mod theme;
 pub mod user;
 
@@ -24,10 +25,11 @@ pub use organization::{
     ActiveSecretRef, EmailAttemptType, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec,
     OrganizationStatus, PasskeyLogin, PasswordLogin, SecretRotation, SmtpTls, UserCreation,
 };
+pub use provider::{Provider, ProviderType, SecretKeyRef};
 pub use theme::{LoginBlockLayout, LoginPageLayout, Theme};
 pub use user::{
     PasskeyCredential, USER_FINALIZER, User, UserConnection, UserPasskeys, UserSpec, UserStatus, normalize_email,
-    user_name,
+    provider_label, provider_subject_hash, user_name,
 };
 
 /// API group of every resource this operator owns.

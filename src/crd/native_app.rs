@@ -1,5 +1,8 @@
 //! `NativeApp`: an iOS or Android app that logs in with PKCE (no client secret) and receives
-//! the login result on its App Link / Universal Link — never on a custom URL scheme.
+//! the login result on its App Link / Universal Link — never on a custom URL scheme — or a
+//! desktop app that receives it on a loopback redirect (`http://127.0.0.1:<any port>/…`, RFC
+//! 8252 §7.3) and proves at the code exchange that it is the registered build by signing with
+//! the key of its pinned certificate (docs/desktop-apps.md).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -15,7 +18,7 @@ use super::OrganizationRef;
     version = "v1alpha1",
     kind = "NativeApp",
     namespaced,
-    doc = "A NativeApp: an iOS or Android app of an Organization that logs in with PKCE and receives the result on its https App Link / Universal Link.",
+    doc = "A NativeApp: an iOS or Android app of an Organization that logs in with PKCE and receives the result on its https App Link / Universal Link, or a desktop app that receives it on a loopback redirect and signs the code exchange with its pinned certificate's key.",
     status = "NativeAppStatus",
     shortname = "na",
     category = "centralauth",
@@ -36,6 +39,18 @@ use super::OrganizationRef;
     .message("platform Android needs packageName and at least one sha256CertFingerprints entry").field_path(".packageName"))]
 #[x_kube(validation = Rule::new("self.platform != 'Android' || (!has(self.bundleId) && !has(self.teamId))")
     .message("bundleId and teamId are iOS fields; remove them for platform Android").field_path(".bundleId"))]
+#[x_kube(validation = Rule::new("self.platform != 'Desktop' || (has(self.bundleId) && has(self.certificateThumbprint))")
+    .message("platform Desktop needs bundleId and certificateThumbprint").field_path(".certificateThumbprint"))]
+#[x_kube(validation = Rule::new("self.platform != 'Desktop' || (!has(self.teamId) && !has(self.packageName) && (!has(self.sha256CertFingerprints) || size(self.sha256CertFingerprints) == 0))")
+    .message("teamId, packageName and sha256CertFingerprints are iOS and Android fields; remove them for platform Desktop").field_path(".teamId"))]
+#[x_kube(validation = Rule::new("self.platform == 'Desktop' || !has(self.certificateThumbprint)")
+    .message("certificateThumbprint is a Desktop field; iOS apps are identified by teamId, Android apps by sha256CertFingerprints").field_path(".certificateThumbprint"))]
+#[x_kube(validation = Rule::new("self.platform == 'Desktop' || !self.appLink.startsWith('http://')")
+    .message("appLink must use https://, not http://: App Links and Universal Links are verified over HTTPS (only platform Desktop uses a loopback http:// redirect)").field_path(".appLink"))]
+#[x_kube(validation = Rule::new("self.platform == 'Desktop' || (self.appLink.matches('^https://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+(:[0-9]{1,5})?(/[^?#]*)?$') && isURL(self.appLink))")
+    .message("appLink must be an https:// URL with a lowercase domain name host, e.g. https://app.example.com/auth").field_path(".appLink"))]
+#[x_kube(validation = Rule::new("self.platform != 'Desktop' || self.appLink.matches('^http://(127\\\\.0\\\\.0\\\\.1|\\\\[::1\\\\])(/[^?#]*)?$')")
+    .message("a Desktop appLink must be a loopback redirect without a port, http://127.0.0.1/<path> or http://[::1]/<path>: the app listens on any free port at login, which is not compared (RFC 8252 §7.3); use the IP literal, not localhost or another host").field_path(".appLink"))]
 #[x_kube(validation = Rule::new("self.organizationRef == oldSelf.organizationRef")
     .message("organizationRef is immutable").field_path(".organizationRef"))]
 pub struct NativeAppSpec {
@@ -46,10 +61,11 @@ pub struct NativeAppSpec {
     #[schemars(length(min = 1, max = 128))]
     pub display_name: String,
 
-    /// `iOS` or `Android`.
+    /// `iOS`, `Android` or `Desktop`.
     pub platform: Platform,
 
-    /// iOS bundle ID in reverse-DNS form, e.g. `com.example.app`.
+    /// iOS or desktop bundle ID in reverse-DNS form, e.g. `com.example.app` (a desktop app's
+    /// `app_id`, and the `iss` and `sub` of its client assertion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 155))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9-]+(\\\\.[A-Za-z0-9-]+)+$')")
@@ -79,26 +95,36 @@ pub struct NativeAppSpec {
         .message("each sha256CertFingerprints entry must be 32 uppercase hex bytes separated by ':' (keytool's SHA256 line)"))]
     pub sha256_cert_fingerprints: Vec<String>,
 
-    /// The App Link / Universal Link: an `https://` URL that opens in a browser and that the
-    /// app claims, e.g. `https://app.example.com/auth`. It hosts `apple-app-site-association`
-    /// and `assetlinks.json`; the login result is delivered to a URL under it. Custom schemes
-    /// (`myapp://`) are refused: any app can claim them. `http://`, userinfo, queries and
-    /// fragments are refused too, and it must not be one of the organization's allowedOrigins.
+    /// iOS and Android: the App Link / Universal Link, an `https://` URL that opens in a
+    /// browser and that the app claims, e.g. `https://app.example.com/auth`. It hosts
+    /// `apple-app-site-association` and `assetlinks.json`; the login result is delivered to a URL
+    /// under it; `http://` is refused, and it must not be one of the organization's
+    /// allowedOrigins. Desktop: the loopback redirect, `http://127.0.0.1/<path>` or
+    /// `http://[::1]/<path>` without a port; at login the app sends it with the port its
+    /// listener got, and only the port may differ (RFC 8252 §7.3). Custom schemes (`myapp://`)
+    /// are refused on every platform (any app can claim them), and so are userinfo, queries and
+    /// fragments.
     #[schemars(length(min = 9, max = 2048))]
     #[x_kube(validation = Rule::new("self.matches('^https?://') || !self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*:')")
-        .message("custom URL schemes (like myapp://) are not allowed: any app can register the same scheme and intercept the login; use an https:// App Link / Universal Link"))]
-    #[x_kube(validation = Rule::new("!self.startsWith('http://')")
-        .message("appLink must use https://, not http://: App Links and Universal Links are verified over HTTPS"))]
-    #[x_kube(validation = Rule::new("!self.matches('^https://[^/?#]*@')")
+        .message("custom URL schemes (like myapp://) are not allowed: any app can register the same scheme and intercept the login; use an https:// App Link / Universal Link (iOS, Android) or a loopback http://127.0.0.1/<path> redirect (Desktop)"))]
+    #[x_kube(validation = Rule::new("!self.matches('^https?://[^/?#]*@')")
         .message("appLink must not contain userinfo (user@host)"))]
     #[x_kube(validation = Rule::new("!self.contains('#') && !self.contains('?')")
         .message("appLink must not contain a query or fragment"))]
-    #[x_kube(validation = Rule::new("self.matches('^https://[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+(:[0-9]{1,5})?(/[^?#]*)?$') && isURL(self)")
-        .message("appLink must be an https:// URL with a lowercase domain name host, e.g. https://app.example.com/auth"))]
     pub app_link: String,
+
+    /// Desktop only: the SHA-256 thumbprint of the app's signing certificate (the DER
+    /// certificate whose key signs the code exchange), as 64 hexadecimal digits without
+    /// separators, either case — what `openssl x509 -in app.pem -outform DER | sha256sum`
+    /// prints. The certificate is not chain-validated: this pin is the trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 64, max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{64}$')")
+        .message("certificateThumbprint must be the SHA-256 of the DER certificate as 64 hex digits without ':' or spaces, e.g. the output of: openssl x509 -in app.pem -outform DER | sha256sum"))]
+    pub certificate_thumbprint: Option<String>,
 }
 
-/// Mobile platform of a NativeApp.
+/// Platform of a NativeApp.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Platform {
     /// Apple iOS / iPadOS: Universal Links, `apple-app-site-association`.
@@ -106,6 +132,9 @@ pub enum Platform {
     Ios,
     /// Android: App Links, `assetlinks.json`.
     Android,
+    /// Windows, macOS or Linux: a loopback redirect and a pinned signing certificate; no
+    /// association files.
+    Desktop,
 }
 
 /// Observed state of a NativeApp.
@@ -116,8 +145,8 @@ pub struct NativeAppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Standard conditions: `Ready`, and `AssociationVerified` (the app-link host serves
-    /// association files that list this app).
+    /// Standard conditions: `Ready`, and for iOS and Android `AssociationVerified` (the
+    /// app-link host serves association files that list this app; desktop apps have none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -126,7 +155,8 @@ pub struct NativeAppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<String>,
 
-    /// The redirect URI the app must use: a URL under its app link.
+    /// The redirect URI the app must use: a URL under its app link (Desktop: the app link
+    /// itself, with the port of the app's loopback listener added at login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uri: Option<String>,
 }

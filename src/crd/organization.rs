@@ -53,6 +53,8 @@ const HOSTNAME_RULE: &str = "self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\\\.)
 #[x_kube(validation = Rule::new(
     "!has(self.redirectUris) || self.allowLocalhost || self.redirectUris.all(u, u.startsWith('https://'))"
 ).message("http:// redirect URIs are only allowed for localhost, and only with allowLocalhost: true").field_path(".redirectUris"))]
+#[x_kube(validation = Rule::new(super::provider::PROVIDER_LOCALHOST_RULE)
+    .message("http:// provider issuers and enterpriseUrls are only allowed for localhost, and only with allowLocalhost: true").field_path(".loginMethods.providers"))]
 #[x_kube(validation = Rule::new(
     "!has(self.maxSessionSeconds) || !has(self.maxInactivitySeconds) || self.maxInactivitySeconds <= self.maxSessionSeconds"
 ).message("maxInactivitySeconds must not exceed maxSessionSeconds").field_path(".maxInactivitySeconds"))]
@@ -121,7 +123,7 @@ pub struct OrganizationSpec {
     pub redirect_uris: Vec<String>,
 
     /// Development only: accept `http://localhost`, `http://127.0.0.1` and `http://[::1]`
-    /// origins and redirect URIs.
+    /// origins, redirect URIs and provider issuers.
     #[serde(default)]
     pub allow_localhost: bool,
 
@@ -213,7 +215,7 @@ impl HijackProtection {
 /// Login methods of an organization.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.email) || has(self.passwords)").message("enable at least one login method: email or passwords"))]
+#[x_kube(validation = Rule::new("has(self.email) || has(self.passwords) || (has(self.providers) && size(self.providers) > 0)").message("enable at least one login method: email, passwords or providers"))]
 #[x_kube(validation = Rule::new("!has(self.passkeys) || has(self.email)").message("passkeys need the email login method: a user registers a passkey after proving their address with an e-mailed code; add loginMethods.email"))]
 pub struct LoginMethods {
     /// One-time 5-digit codes sent by e-mail over SMTP: the login page asks for an address,
@@ -233,6 +235,15 @@ pub struct LoginMethods {
     /// on the shared base domain. Needs `email`. See docs/passkeys.md.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passkeys: Option<PasskeyLogin>,
+
+    /// Upstream identity providers (any OpenID Connect provider, Google, Microsoft, GitHub):
+    /// one button each on the login page, below the other methods. Names are unique. A
+    /// provider login links to an existing user only through an address the provider asserts
+    /// is verified (`docs/providers.md`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub providers: Vec<super::provider::Provider>,
 }
 
 /// Passkey (WebAuthn) login. No settings yet: the relying-party ID is the organization's own

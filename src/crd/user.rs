@@ -213,6 +213,30 @@ pub struct UserConnection {
 
     /// When the user first logged in with it.
     pub created: Time,
+
+    /// For an upstream provider: the provider's stable identifier of the user (`sub`, or
+    /// GitHub's numeric user ID). A later login with the same subject finds this user through
+    /// the label [`provider_label`] even when the provider's address changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub subject: Option<String>,
+}
+
+/// The label key under which a User carries the hash of its `provider` subject
+/// (`<provider>.providers.centralauth.io/subject`).
+pub fn provider_label(provider: &str) -> String {
+    format!("{provider}.providers.centralauth.io/subject")
+}
+
+/// The label value of `subject` at `provider` of `organization`: the first 40 hex digits of
+/// SHA-256(`<organization>\n<provider>\n<subject>`) (a label value holds at most 63
+/// characters and the subject is the provider's, not ours to print).
+pub fn provider_subject_hash(organization: &str, provider: &str, subject: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{organization}\n{provider}\n{subject}").as_bytes(),
+    );
+    digest.as_ref()[..20].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The normalised form of an address: trimmed and ASCII-lower-cased (as the user ID derivation

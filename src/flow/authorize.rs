@@ -16,7 +16,8 @@ use base64::Engine;
 use super::Flows;
 use super::directory::{Site, org_key};
 use super::login::{LOGIN_TTL, LoginError, LoginRequest, login_key};
-use crate::crd::Organization;
+use crate::crd::condition::{self, READY};
+use crate::crd::{Organization, Platform};
 use crate::oauth::grant::{self, AuthRequest, OrgKey, Protocol, Session};
 use crate::oauth::hijack::{Mismatch, Shown};
 use crate::oauth::prompt::{Decision, Prompt};
@@ -107,6 +108,8 @@ struct Client<'a> {
     org: Arc<Organization>,
     redirect_uri: &'a str,
     app_id: Option<String>,
+    /// The app is a Desktop NativeApp (loopback redirect, signed exchange).
+    desktop: bool,
     issuer: String,
 }
 
@@ -184,12 +187,20 @@ impl Flows {
             return Err(page("unknown client_id"));
         }
         let redirect_uri = q.get("redirect_uri").ok_or_else(|| page("redirect_uri is missing"))?;
-        let app_id = self.native_apps_of(&org).into_iter().find_map(|a| {
-            let s = a.status.as_ref()?;
-            (s.redirect_uri.as_deref() == Some(redirect_uri))
-                .then(|| s.app_id.clone())
-                .flatten()
+        let app = self.native_apps_of(&org).into_iter().find(|a| {
+            let registered = a.status.as_ref().and_then(|s| s.redirect_uri.as_deref());
+            match a.spec.platform {
+                // Only a Ready desktop app: its loopback redirect is its own in the organization.
+                Platform::Desktop => {
+                    registered.is_some_and(|r| redirect::check_loopback(redirect_uri, r).is_ok())
+                        && a.status
+                            .as_ref()
+                            .is_some_and(|s| condition::is_true(&s.conditions, READY))
+                }
+                Platform::Ios | Platform::Android => registered == Some(redirect_uri),
+            }
         });
+        let app_id = app.as_ref().and_then(|a| a.status.as_ref()?.app_id.clone());
         if app_id.is_none() {
             redirect::check_exact(redirect_uri, &org.spec.redirect_uris).map_err(|e| page(e.to_string()))?;
         }
@@ -197,6 +208,7 @@ impl Flows {
         Ok(Client {
             org,
             redirect_uri,
+            desktop: app_id.is_some() && app.is_some_and(|a| a.spec.platform == Platform::Desktop),
             app_id,
             issuer,
         })
@@ -208,6 +220,7 @@ impl Flows {
         let org = self.login_org(at.host, q.get("client_id"))?;
         let redirect_uri = q.get("redirect_uri").ok_or_else(|| page("redirect_uri is missing"))?;
         let app_id = q.get("app_id");
+        let mut desktop = false;
         match app_id {
             Some(app_id) => {
                 let app = self
@@ -215,7 +228,11 @@ impl Flows {
                     .into_iter()
                     .find(|a| a.status.as_ref().and_then(|s| s.app_id.as_deref()) == Some(app_id))
                     .ok_or_else(|| page("app_id is not a registered native app of this organization"))?;
-                redirect::check_native(redirect_uri, &app.spec.app_link)
+                desktop = app.spec.platform == Platform::Desktop;
+                match desktop {
+                    true => redirect::check_loopback(redirect_uri, &app.spec.app_link),
+                    false => redirect::check_native(redirect_uri, &app.spec.app_link),
+                }
             }
             None => redirect::check_centralauth_web(redirect_uri, web_policy(&org)),
         }
@@ -225,6 +242,7 @@ impl Flows {
             org,
             redirect_uri,
             app_id: app_id.map(String::from),
+            desktop,
             issuer,
         })
     }
@@ -353,6 +371,7 @@ fn login_request(protocol: Protocol, client: &Client<'_>, q: &dyn Query) -> Logi
         message: (!oauth).then(|| q.get("error_description").map(String::from)).flatten(),
         affirm: !oauth && q.get("affirm") == Some("1"),
         own_host: false,
+        desktop: client.desktop,
     }
 }
 

@@ -5,7 +5,8 @@
 //!   callback (origin and path: the official client adds `return_to` at `/login` only), with
 //!   the verifier of its challenge (the client's 36-character UUID allowed). Both tokens are
 //!   compact JWEs (`dir`, `A256CBC-HS512`) under the UTF-8 bytes of the client secret — for a
-//!   native app the active secret, which the app's backend holds.
+//!   native app the active secret, which the app's backend holds. A Desktop app's code also
+//!   needs its client assertion ([`super::desktop`]), `aud` the issuer or this endpoint's URL.
 //! - Both tokens are recorded under their SHA-256 ([`token_key`]) for the session's lifetime,
 //!   so userinfo and logout find the session by the token (across a secret rotation), and
 //!   logout ends the session for every replica.
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Flows;
+use super::desktop::ClientAssertion;
 use super::directory::org_key;
 use super::error::{FlowError, FlowResult};
 use crate::crd::Organization;
@@ -52,6 +54,8 @@ pub struct VerifyRequest<'a> {
     pub redirect_uri: &'a str,
     /// The `code_verifier` sent.
     pub verifier: Option<&'a str>,
+    /// A Desktop app's client assertion.
+    pub assertion: ClientAssertion<'a>,
     /// The client address (failure counters).
     pub addr: IpAddr,
 }
@@ -124,6 +128,13 @@ impl Exchange<'_> {
     }
 }
 
+/// The public URL of `/api/v1/verify` of an organization with `issuer`: the issuer's origin
+/// (the path of a base-domain issuer, `/o/<clientId>`, is not part of it).
+fn verify_endpoint(issuer: &str) -> String {
+    let origin = url::Url::parse(issuer).map_or_else(|_| issuer.to_string(), |u| u.origin().ascii_serialization());
+    format!("{origin}/api/v1/verify")
+}
+
 impl Flows {
     /// `POST /api/v1/verify`: authenticates a web client, redeems the code once, checks it and
     /// mints the two tokens of its session.
@@ -143,6 +154,7 @@ impl Flows {
             verifier: r.verifier,
         };
         exchange.check(&g)?;
+        self.check_desktop(&org, &g, r.assertion, &verify_endpoint(&self.issuer(&org)))?;
         let session = self
             .user_session(&g.session_id, org.max_inactivity(), now)
             .await?

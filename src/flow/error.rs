@@ -70,6 +70,9 @@ pub enum FlowError {
     /// The request's host is not served here.
     #[error("this host is not served here")]
     HostNotServed,
+    /// A Desktop app's client assertion is missing or wrong (what to fix; never the assertion).
+    #[error("{0}")]
+    ClientAssertion(crate::oauth::desktop::AssertionError),
 }
 
 impl From<StoreError> for FlowError {

@@ -22,7 +22,7 @@ use crate::crd::{HijackProtection, Organization};
 use crate::oauth::grant::{self, AuthRequest, CodeGrant, OrgKey, Session};
 use crate::oauth::profile::UserProfile;
 use crate::oauth::throttle::{Counters, Limits, Tally};
-use crate::oauth::{device, hijack, redirect};
+use crate::oauth::{desktop, device, hijack, redirect};
 use crate::runtime::metrics::{LoginMethod, LoginOutcome};
 use crate::store::{StoreError, hashed, json};
 
@@ -68,6 +68,10 @@ pub struct LoginRequest {
     /// is that host, are offered only there).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_host: bool,
+    /// The app is a Desktop NativeApp: the code comes with a `desktop_challenge` that the app
+    /// signs at the exchange ([`crate::oauth::desktop`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub desktop: bool,
 }
 
 /// Why a login step cannot go on (shown as an error page).
@@ -117,6 +121,29 @@ pub enum LoginError {
     /// A passkey step failed.
     #[error(transparent)]
     Passkey(#[from] crate::flow::passkey::webauthn::PasskeyError),
+    /// The form names a provider the organization does not have.
+    #[error("this organization has no login provider of that name; start the login again")]
+    ProviderUnknown,
+    /// The provider cannot be reached or answered garbage (502); the log says what.
+    #[error("{0} cannot be reached right now; try again in a moment, or log in another way")]
+    ProviderUnavailable(String),
+    /// The provider's answer did not verify (wrong token, audience, nonce…; the log says what).
+    #[error("the answer of {0} could not be verified, so you are not logged in; start the login again")]
+    ProviderRefused(String),
+    /// The user declined, or the provider refused the login, at the provider.
+    #[error("{0} did not confirm the login; start the login again to retry")]
+    ProviderDenied(String),
+    /// The provider does not assert a verified address, and no user is linked to this
+    /// provider account yet (403).
+    #[error(
+        "{0} did not confirm that your e-mail address is verified, so it cannot be linked to an account here; verify the address at {0}, or log in another way"
+    )]
+    ProviderEmailUnverified(String),
+    /// The user with this address is already linked to another account of the provider (409).
+    #[error(
+        "the account with this e-mail address is already linked to another {0} account; log in with that one, or another way"
+    )]
+    ProviderAccountConflict(String),
 }
 
 impl LoginError {
@@ -278,29 +305,31 @@ impl Flows {
     ) -> Result<Completed, LoginError> {
         let connection = match method {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
-            LoginMethod::email => crate::crd::user::EMAIL_CONNECTION,
             LoginMethod::passkey => crate::crd::user::PASSKEY_CONNECTION,
+            // A provider login is admitted with its own connection (`flow::providers`).
+            LoginMethod::email | LoginMethod::provider => crate::crd::user::EMAIL_CONNECTION,
         };
         let admitted = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
             if !matches!(e, LoginError::DirectoryUnavailable) {
                 self.metrics.login(method, LoginOutcome::failure);
             }
         })?;
-        self.complete_admitted(p, key, email, method, admitted).await
+        self.complete_admitted(p, key, admitted, method).await
     }
 
-    /// The rest of [`Flows::complete_at`] once the user was admitted: uses up the pending login,
-    /// creates the session and device token, and issues the code — or, after an e-mail login
-    /// where passkeys are offered, sends the browser to the passkey offer first.
-    pub(super) async fn complete_admitted(
+    /// The rest of [`Flows::complete_at`] once the user directory admitted the user: uses up
+    /// the pending login at `key`, creates the session and the device token, and issues the
+    /// code — or, after an e-mail login where passkeys are offered, sends the browser to the
+    /// passkey offer first.
+    pub async fn complete_admitted(
         &self,
         p: &Pending,
         key: &str,
-        email: String,
-        method: LoginMethod,
         admitted: Admitted,
+        method: LoginMethod,
     ) -> Result<Completed, LoginError> {
         let offer = method == LoginMethod::email && self.offers_registration(&p.org, &p.login, admitted.passkeys);
+        let email = admitted.user.email.clone();
         let store = self.store.as_ref();
         let login = json::take::<LoginRequest>(store, key).await?.ok_or(LoginError::Used)?;
         self.metrics.login(method, LoginOutcome::success);
@@ -354,6 +383,7 @@ impl Flows {
     pub async fn finish(&self, login: &LoginRequest, session: &Session) -> Result<String, LoginError> {
         let org = self.org_by_key(&login.request.org).ok_or(LoginError::OrgGone)?;
         let now = crate::oauth::now();
+        let challenge = login.desktop.then(grant::random_token);
         let code_grant = CodeGrant {
             request: login.request.clone(),
             session_id: session.id.clone(),
@@ -362,10 +392,14 @@ impl Flows {
             issued_at: now,
             family_id: grant::random_token(),
             jti: grant::random_token(),
+            challenge_hash: challenge.as_deref().map(hashed),
         };
         let code = grant::issue_code(self.store.as_ref(), &code_grant).await?;
         let issuer = self.issuer(&org);
         let mut params = vec![("code", code.as_str())];
+        if let Some(c) = &challenge {
+            params.push((desktop::CHALLENGE_PARAM, c));
+        }
         if let Some(s) = &login.state {
             params.push(("state", s));
         }

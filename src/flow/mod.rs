@@ -10,6 +10,8 @@
 //! - [`login`]: the pending login (the stored request) and the steps after the form: CSRF,
 //!   failure counters, password, completion.
 //! - [`email`]: the `email` login method: send a one-time code, check it.
+//! - [`providers`]: logging in with an upstream identity provider (OIDC, Google, Microsoft,
+//!   GitHub): the redirect, the callback, linking the provider account to a user.
 //! - [`direct`]: `authenticate_direct`, an e-mail login started by the app's server.
 //! - [`passkey`]: passkeys (WebAuthn): the offer after an e-mail login, registration, login.
 //! - [`token`]: the standard token endpoint's grants, introspection, revocation, userinfo.
@@ -25,6 +27,7 @@
 pub mod authorize;
 pub mod centralauth;
 pub mod clients;
+pub mod desktop;
 pub mod direct;
 pub mod directory;
 pub mod email;
@@ -32,6 +35,7 @@ pub mod email_link;
 pub mod error;
 pub mod login;
 pub mod passkey;
+pub mod providers;
 pub mod token;
 pub mod users;
 
@@ -143,6 +147,8 @@ pub struct Flows {
     pub index: directory::SharedIndex,
     /// The Kubernetes client the login path reads and writes `User`s with (by name).
     pub kube: kube::Client,
+    /// Upstream identity providers: the HTTP client and the discovery/JWKS cache.
+    pub upstreams: providers::SharedUpstreams,
 }
 
 impl Flows {
@@ -181,6 +187,7 @@ impl Flows {
             settings: Arc::new(settings),
             metrics,
             index: directory::SharedIndex::default(),
+            upstreams: Arc::default(),
         })
     }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Flows;
+use super::desktop::ClientAssertion;
 use super::directory::org_key;
 use super::error::{FlowError, FlowResult};
 use crate::crd::Organization;
@@ -103,7 +104,8 @@ impl Flows {
     }
 
     /// `authorization_code`: redeems `code` once, checks it against the caller, the
-    /// `redirect_uri` and the PKCE verifier, and issues the tokens of its session.
+    /// `redirect_uri`, the PKCE verifier and, for a Desktop app's code, its client assertion, and
+    /// issues the tokens of its session.
     pub async fn exchange_code(
         &self,
         org: &Organization,
@@ -111,10 +113,12 @@ impl Flows {
         code: &str,
         redirect_uri: &str,
         verifier: Option<&str>,
+        assertion: ClientAssertion<'_>,
     ) -> FlowResult<UserTokens> {
         let now = crate::oauth::now();
         let g = grant::redeem_code(self.store.as_ref(), code, now).await?;
         check_code(&g, org, c, redirect_uri, verifier)?;
+        self.check_desktop(org, &g, assertion, &format!("{}/oauth2/token", self.issuer(org)))?;
         let session = self.live_grant_session(org, &g.session_id, now).await?;
         let rg = RefreshGrant {
             org: g.request.org.clone(),

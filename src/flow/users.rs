@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -73,13 +73,19 @@ impl Flows {
     /// `email`) at `org`. The user's record and when the directory was read — the session's
     /// reference time (see [`read`]) — or why they may not log in.
     pub async fn admit(&self, org: &Organization, email: &str, connection: &str) -> Result<Admitted, LoginError> {
+        self.admit_with(org, email, &Link::connection(connection)).await
+    }
+
+    /// [`Flows::admit`] with the connection `link`: a provider's subject is recorded on the
+    /// connection and, by its label, on the User (created with it, or patched once).
+    pub async fn admit_with(&self, org: &Organization, email: &str, link: &Link<'_>) -> Result<Admitted, LoginError> {
         let email = normalize_email(email);
         if !org.email_domain_allowed(&email) {
             return Err(LoginError::domain_refused(&email));
         }
         let api = self.users_api(org);
         let (found, read_at) = read(&api, &user_name(&org.name_any(), &email)).await?;
-        self.admit_read(org, &email, found, read_at, connection).await
+        self.admit_read(org, &email, found, read_at, link).await
     }
 
     /// The User API of `org`'s namespace.
@@ -87,7 +93,20 @@ impl Flows {
         Api::namespaced(self.kube.clone(), &org.namespace().unwrap_or_default())
     }
 
-    /// [`Flows::admit`] of the normalised `email` whose User the login read (`found`, at
+    /// The Users of `org`'s namespace carrying the label `key=value`: one label-selected LIST
+    /// (served from the API server's watch cache). The caller checks what else must hold.
+    pub(super) async fn users_labelled(
+        &self,
+        org: &Organization,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<User>, LoginError> {
+        let params = ListParams::default().labels(&format!("{key}={value}"));
+        let list = self.users_api(org).list(&params).await.map_err(directory_down)?;
+        Ok(list.items)
+    }
+
+    /// [`Flows::admit_with`] of the normalised `email` whose User the login read (`found`, at
     /// `read_at`): a passkey login reads it itself, to find the credential.
     pub(super) async fn admit_read(
         &self,
@@ -95,7 +114,7 @@ impl Flows {
         email: &str,
         found: Option<User>,
         read_at: i64,
-        connection: &str,
+        link: &Link<'_>,
     ) -> Result<Admitted, LoginError> {
         let email = email.to_string();
         if !org.email_domain_allowed(&email) {
@@ -107,7 +126,7 @@ impl Flows {
         let user = match found {
             Some(user) => user,
             None if org.spec.user_creation == UserCreation::InviteOnly => return Err(LoginError::NotInvited),
-            None => create(&api, &ns, &org_name, &email).await?,
+            None => create(&api, &ns, &org_name, &email, link.label.as_ref()).await?,
         };
         if user.spec.organization != org_name || user.spec.email != email {
             tracing::error!(user = %name, "a User has the derived name of another address; the login is refused");
@@ -116,9 +135,12 @@ impl Flows {
         if user.spec.blocked || user.metadata.deletion_timestamp.is_some() {
             return Err(LoginError::Blocked);
         }
+        if let Some(label) = &link.label {
+            ensure_label(&api, &user, link, label).await?;
+        }
         let now = crate::oauth::now();
         let id = tokens::user_id(&crate::flow::directory::org_key(org), &email);
-        let (status, changed) = recorded(&user, id, connection, now);
+        let (status, changed) = recorded(&user, id, link, now);
         if changed {
             let mut owned = json!({
                 "id": status.id, "verified": status.verified, "created": status.created,
@@ -141,6 +163,63 @@ impl Flows {
     }
 }
 
+/// The login method a login used: its connection type (`password`, `email`, a provider's
+/// name), and for a provider the subject and its label (key, value).
+pub struct Link<'a> {
+    /// The connection type.
+    pub type_: &'a str,
+    /// The provider's subject.
+    pub subject: Option<&'a str>,
+    /// The label that finds the user by the subject ([`crate::crd::provider_label`]).
+    pub label: Option<(String, String)>,
+}
+
+impl<'a> Link<'a> {
+    /// The link of a login method without a subject (`password`, `email`, `passkey`).
+    pub fn connection(type_: &'a str) -> Link<'a> {
+        Link {
+            type_,
+            subject: None,
+            label: None,
+        }
+    }
+}
+
+/// Adds the provider label `label` of `link` to `user` (one metadata patch, on the first
+/// login with this provider account), unless the user is linked to another account of the
+/// same provider: then the login is refused.
+async fn ensure_label(
+    api: &Api<User>,
+    user: &User,
+    link: &Link<'_>,
+    label: &(String, String),
+) -> Result<(), LoginError> {
+    let (key, value) = label;
+    let conflict = || LoginError::ProviderAccountConflict(link.type_.to_string());
+    match user.labels().get(key) {
+        Some(v) if v == value => return Ok(()),
+        Some(_) => return Err(conflict()),
+        None => {}
+    }
+    let connections = user
+        .status
+        .as_ref()
+        .map(|s| s.connections.as_slice())
+        .unwrap_or_default();
+    let other = connections
+        .iter()
+        .any(|c| c.type_ == link.type_ && c.subject.is_some() && c.subject.as_deref() != link.subject);
+    if other {
+        return Err(conflict());
+    }
+    let patch = json!({"metadata": {"labels": {key: value}}});
+    api.patch(&user.name_any(), &login_manager(), &Patch::Merge(&patch))
+        .await
+        .map_err(directory_down)?;
+    tracing::info!(user = %user.name_any(), provider = link.type_, "provider account linked to the user");
+    Ok(())
+}
+
 /// Reads the User `name`, with the Unix second taken *before* the read. A session is refused
 /// when it started at or before its user's access ended (`T`); the User controller records `T`
 /// after the block is visible in the API, so a login whose read saw the user unblocked read
@@ -153,8 +232,17 @@ pub(super) async fn read(api: &Api<User>, name: &str) -> Result<(Option<User>, i
 
 /// Creates the User of `email` (with its finalizer); a concurrent first login that created it
 /// first is fine.
-async fn create(api: &Api<User>, ns: &str, org: &str, email: &str) -> Result<User, LoginError> {
-    let user = User::invite(Some(ns), org, email);
+async fn create(
+    api: &Api<User>,
+    ns: &str,
+    org: &str,
+    email: &str,
+    label: Option<&(String, String)>,
+) -> Result<User, LoginError> {
+    let mut user = User::invite(Some(ns), org, email);
+    if let Some((k, v)) = label {
+        user.labels_mut().insert(k.clone(), v.clone());
+    }
     match api.create(&PostParams::default(), &user).await {
         Ok(created) => {
             tracing::info!(org, user = %created.name_any(), "user recorded at first login");
@@ -166,7 +254,7 @@ async fn create(api: &Api<User>, ns: &str, org: &str, email: &str) -> Result<Use
 }
 
 /// The status after this login, and whether it differs from the recorded one.
-fn recorded(user: &User, id: String, connection: &str, now: i64) -> (UserStatus, bool) {
+fn recorded(user: &User, id: String, link: &Link<'_>, now: i64) -> (UserStatus, bool) {
     let before = user.status.clone().unwrap_or_default();
     let mut status = before.clone();
     let now_time = Time(k8s_openapi::jiff::Timestamp::from_second(now).unwrap_or_default());
@@ -175,11 +263,14 @@ fn recorded(user: &User, id: String, connection: &str, now: i64) -> (UserStatus,
     if status.created.is_none() {
         status.created = user.meta().creation_timestamp.clone().or(Some(now_time.clone()));
     }
-    if !status.connections.iter().any(|c| c.type_ == connection) {
-        status.connections.push(UserConnection {
-            type_: connection.to_string(),
+    match status.connections.iter_mut().find(|c| c.type_ == link.type_) {
+        Some(c) if c.subject.is_none() => c.subject = link.subject.map(str::to_string),
+        Some(_) => {}
+        None => status.connections.push(UserConnection {
+            type_: link.type_.to_string(),
             created: now_time.clone(),
-        });
+            subject: link.subject.map(str::to_string),
+        }),
     }
     status.last_login = Some(profile::day(now));
     if status.conditions.is_empty() {
@@ -239,17 +330,22 @@ mod tests {
     fn a_second_login_the_same_day_with_the_same_method_changes_nothing() {
         let mut user = User::invite(Some("ns"), "acme", "ada@example.com");
         user.metadata.generation = Some(1);
-        let (first, changed) = recorded(&user, "id-1".into(), "password", 86_400 * 10 + 5);
+        let link = |type_| Link {
+            type_,
+            subject: None,
+            label: None,
+        };
+        let (first, changed) = recorded(&user, "id-1".into(), &link("password"), 86_400 * 10 + 5);
         assert!(changed);
         assert_eq!(first.last_login.as_deref(), Some("1970-01-11"));
         assert_eq!(first.connections.len(), 1);
         assert!(first.verified && first.updated.is_some());
         user.status = Some(first.clone());
-        let (_, changed) = recorded(&user, "id-1".into(), "password", 86_400 * 10 + 500);
+        let (_, changed) = recorded(&user, "id-1".into(), &link("password"), 86_400 * 10 + 500);
         assert!(!changed, "same day, same method: no write");
-        let (next, changed) = recorded(&user, "id-1".into(), "email", 86_400 * 10 + 600);
+        let (next, changed) = recorded(&user, "id-1".into(), &link("email"), 86_400 * 10 + 600);
         assert!(changed && next.connections.len() == 2, "a new method is recorded");
-        let (next, changed) = recorded(&user, "id-1".into(), "password", 86_400 * 11);
+        let (next, changed) = recorded(&user, "id-1".into(), &link("password"), 86_400 * 11);
         assert!(changed && next.last_login.as_deref() == Some("1970-01-12"), "a new day");
         assert_eq!(snapshot(&user, &next).connections.len(), 1);
     }

@@ -5,7 +5,8 @@
 //! - verify: `multipart/form-data` (or urlencoded) `code`, `redirect_uri` (its callback URL
 //!   *without* the `return_to` it added at `/login`, so the comparison is origin + path),
 //!   `code_verifier` (a UUID); web apps send HTTP Basic `client_id:secret`, native apps nothing
-//!   (their code names the organization) and an empty `code_verifier` when they have none.
+//!   (their code names the organization) and an empty `code_verifier` when they have none;
+//!   Desktop apps add `client_assertion_type` and `client_assertion` (docs/desktop-apps.md).
 //! - Tokens (`token_type: Bearer` is added so generic OAuth clients such as the `oauth2`
 //!   crate parse the answer): `access_token` and `id_token` are compact JWEs (`dir`, `A256CBC-HS512`) under the
 //!   UTF-8 bytes of the client secret — the client decrypts both with `jwtDecrypt` (the ID
@@ -27,6 +28,7 @@ use super::form::{BasicCredentials, Params, basic};
 use super::login::client_addr;
 use super::routing::host;
 use crate::flow::centralauth::{TokenCall, VerifyRequest};
+use crate::flow::desktop::ClientAssertion;
 use crate::flow::direct::DirectRequest;
 use crate::oauth::error::{CaCode, CaError};
 
@@ -54,6 +56,10 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Respo
         code,
         redirect_uri,
         verifier: form.get("code_verifier"),
+        assertion: ClientAssertion {
+            assertion_type: form.get("client_assertion_type"),
+            assertion: form.get("client_assertion"),
+        },
         addr,
     };
     Ok(axum::Json(state.ca_verify(request).await?).into_response())

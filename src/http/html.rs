@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::passkey_script::SCRIPT;
+use crate::crd::{LoginMethods, Provider, ProviderType};
 use crate::flow::login::LoginError;
 use crate::flow::login::LoginRequest;
 
@@ -67,7 +68,9 @@ pub fn status_of(e: &LoginError) -> StatusCode {
         LoginError::Csrf(_) | LoginError::DomainNotAllowed(_) | LoginError::NotInvited | LoginError::Blocked => {
             StatusCode::FORBIDDEN
         }
-        LoginError::DirectoryConflict(_) => StatusCode::CONFLICT,
+        LoginError::DirectoryConflict(_) | LoginError::ProviderAccountConflict(_) => StatusCode::CONFLICT,
+        LoginError::ProviderEmailUnverified(_) | LoginError::ProviderDenied(_) => StatusCode::FORBIDDEN,
+        LoginError::ProviderUnavailable(_) | LoginError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
         LoginError::Passkey(crate::flow::passkey::webauthn::PasskeyError::Throttled) => StatusCode::TOO_MANY_REQUESTS,
         LoginError::Passkey(_) => StatusCode::UNAUTHORIZED,
         _ => StatusCode::BAD_REQUEST,
@@ -77,7 +80,8 @@ pub fn status_of(e: &LoginError) -> StatusCode {
 /// The first page of a login: the password form, the "e-mail me a code" form, or one form
 /// with both buttons when both methods are enabled (no JavaScript: the code button posts to
 /// `/login/email` with `formaction` and skips the password's `required` with
-/// `formnovalidate`).
+/// `formnovalidate`); above it the passkey button when passkeys are offered, below it the
+/// providers' buttons.
 pub fn form_response(
     state: &AppState,
     login: &LoginRequest,
@@ -91,6 +95,46 @@ pub fn form_response(
         .map(|o| o.spec.login_methods.clone())
         .unwrap_or_default();
     let t = |key: &str, default: &str| escape(&text(login, key, default));
+    let providers = provider_buttons(login, login_id, csrf, &methods.providers);
+    let Some((action, buttons)) = address_form(login, &methods) else {
+        return providers_only(state, login, &providers, error, status);
+    };
+    // CentralAuth's order: passkey, e-mail (and password), providers. The script comes last:
+    // it reads the e-mail field the passkey login may use.
+    let passkey = passkeys_offered(state, login).then(|| passkey_form(login, login_id, csrf));
+    let content = format!(
+        r#"<p>{intro}</p>{message}{passkey}
+<form method="post" action="{action}">
+{hidden}
+<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
+{buttons}
+</form>{providers}{script}"#,
+        intro = match login.affirm {
+            true => t("loginPageAffirmIntro", "Confirm it is you: log in again to continue."),
+            false => t("loginPageIntro", "Log in to continue."),
+        },
+        message = alert(error.or(login.message.as_deref())),
+        passkey = passkey.as_deref().unwrap_or_default(),
+        hidden = hidden_fields(login_id, csrf),
+        email_label = t("emailAddress", "E-mail address"),
+        email = escape(login.email.as_deref().unwrap_or_default()),
+        script = if passkey.is_some() {
+            format!("<script>{SCRIPT}</script>")
+        } else {
+            String::new()
+        },
+    );
+    let mut resp = login_page(state, login, &content, status);
+    if passkey.is_some() {
+        allow_script(&mut resp, SCRIPT);
+    }
+    resp
+}
+
+/// The action and buttons of the address form: the password field and button, the "e-mail me
+/// a code" button, or both; `None` when neither method is enabled.
+fn address_form(login: &LoginRequest, methods: &LoginMethods) -> Option<(&'static str, String)> {
+    let t = |key: &str, default: &str| escape(&text(login, key, default));
     let password = methods.passwords.is_some().then(|| {
         format!(
             r#"<label for="password">{label}</label><input id="password" name="password" type="password" autocomplete="current-password" required>
@@ -99,13 +143,8 @@ pub fn form_response(
             submit = t("login", "Log in"),
         )
     });
-    let code_button = |extra: &str| {
-        format!(
-            r#"<button type="submit" id="send-code"{extra}>{}</button>"#,
-            t("sendCode", "E-mail me a code")
-        )
-    };
-    let (action, buttons) = match (password, methods.email.is_some()) {
+    let code_button = |extra: &str| code_button(&t("sendCode", "E-mail me a code"), extra);
+    Some(match (password, methods.email.is_some()) {
         (Some(pw), true) => (
             "/login",
             format!(
@@ -115,47 +154,17 @@ pub fn form_response(
             ),
         ),
         (Some(pw), false) => ("/login", pw),
-        (None, _) => ("/login/email", code_button("")),
-    };
-    let content = format!(
-        r#"<p>{intro}</p>{message}
-<form method="post" action="{action}">
-{hidden}
-<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
-{buttons}
-</form>"#,
-        intro = match login.affirm {
-            true => t("loginPageAffirmIntro", "Confirm it is you: log in again to continue."),
-            false => t("loginPageIntro", "Log in to continue."),
-        },
-        message = alert(error.or(login.message.as_deref())),
-        hidden = hidden_fields(login_id, csrf),
-        email_label = t("emailAddress", "E-mail address"),
-        email = escape(login.email.as_deref().unwrap_or_default()),
-    );
-    with_passkeys(state, login, login_id, csrf, content, status)
+        (None, true) => ("/login/email", code_button("")),
+        (None, false) => return None,
+    })
 }
 
-/// The login page with `content`, plus the passkey form and its script when the organization
-/// offers passkeys on this host.
-fn with_passkeys(
-    state: &AppState,
-    login: &LoginRequest,
-    login_id: &str,
-    csrf: &str,
-    content: String,
-    status: StatusCode,
-) -> Response {
-    let offered = state
+/// Whether the login page of `login` offers passkeys (the organization enables them and the
+/// login is on its own host).
+fn passkeys_offered(state: &AppState, login: &LoginRequest) -> bool {
+    state
         .org_by_key(&login.request.org)
-        .is_some_and(|o| state.passkeys_offered(&o, login));
-    if !offered {
-        return login_page(state, login, &content, status);
-    }
-    let content = format!("{content}{}", passkey_form(login, login_id, csrf));
-    let mut resp = login_page(state, login, &content, status);
-    allow_script(&mut resp, SCRIPT);
-    resp
+        .is_some_and(|o| state.passkeys_offered(&o, login))
 }
 
 /// The passkey part of the login page: a form the script submits with the assertion, and its
@@ -165,8 +174,7 @@ fn passkey_form(login: &LoginRequest, login_id: &str, csrf: &str) -> String {
     format!(
         r#"<form id="passkey-form" method="post" action="/login/passkey">{hidden}<input type="hidden" name="email" value=""><input type="hidden" name="credential" value="">
 <button type="button" id="passkey-login" class="secondary" hidden>{label}</button>
-<p class="error" id="passkey-error" role="alert" data-cancelled="{cancelled}" hidden></p></form>
-<script>{SCRIPT}</script>"#,
+<p class="error" id="passkey-error" role="alert" data-cancelled="{cancelled}" hidden></p></form>"#,
         hidden = hidden_fields(login_id, csrf),
         label = t("passkeyLogin", "Log in with a passkey"),
         cancelled = t(
@@ -174,6 +182,68 @@ fn passkey_form(login: &LoginRequest, login_id: &str, csrf: &str) -> String {
             "The passkey was not used. Try again, or log in another way."
         ),
     )
+}
+
+/// The "e-mail me a code" button with `extra` attributes.
+fn code_button(label: &str, extra: &str) -> String {
+    format!(r#"<button type="submit" id="send-code"{extra}>{label}</button>"#)
+}
+
+/// The first page of an organization whose only login methods are providers.
+fn providers_only(
+    state: &AppState,
+    login: &LoginRequest,
+    buttons: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let intro = escape(&text(login, "loginPageIntro", "Log in to continue."));
+    let message = alert(error.or(login.message.as_deref()));
+    login_page(state, login, &format!("<p>{intro}</p>{message}{buttons}"), status)
+}
+
+/// The providers' buttons, after the other methods (CentralAuth's order: passkey, e-mail,
+/// providers): one form posting to `/login/provider`, one submit button per provider with its
+/// icon (inline SVG, no script) and text.
+pub fn provider_buttons(login: &LoginRequest, login_id: &str, csrf: &str, providers: &[Provider]) -> String {
+    if providers.is_empty() {
+        return String::new();
+    }
+    let with = text(login, "loginWith", "Log in with");
+    let items: String = providers
+        .iter()
+        .map(|p| {
+            format!(
+                r#"<button type="submit" class="provider secondary" name="provider" value="{name}" id="provider-{name}">{icon}<span>{with} {label}</span></button>"#,
+                name = escape(&p.name),
+                icon = icon(p.type_),
+                with = escape(&with),
+                label = escape(&p.label()),
+            )
+        })
+        .collect();
+    format!(
+        r#"<form method="post" action="/login/provider" class="providers">{hidden}{items}</form>"#,
+        hidden = hidden_fields(login_id, csrf)
+    )
+}
+
+/// A small inline SVG per provider type (decorative: the text names the provider).
+fn icon(kind: ProviderType) -> &'static str {
+    match kind {
+        ProviderType::Google => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 18 18" style="vertical-align:middle;margin-right:.5rem"><path fill="#4285F4" d="M17.6 9.2c0-.6-.1-1.2-.2-1.7H9v3.3h4.8a4.1 4.1 0 0 1-1.8 2.7v2.2h2.9c1.7-1.6 2.7-3.9 2.7-6.5z"/><path fill="#34A853" d="M9 18c2.4 0 4.5-.8 5.9-2.2l-2.9-2.2c-.8.5-1.8.9-3 .9-2.3 0-4.3-1.6-5-3.7H1v2.3A9 9 0 0 0 9 18z"/><path fill="#FBBC05" d="M4 10.8a5.4 5.4 0 0 1 0-3.5V5H1a9 9 0 0 0 0 8.1z"/><path fill="#EA4335" d="M9 3.6c1.3 0 2.5.5 3.4 1.3l2.6-2.6A9 9 0 0 0 1 5l3 2.3c.7-2.1 2.7-3.7 5-3.7z"/></svg>"##
+        }
+        ProviderType::Microsoft => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 18 18" style="vertical-align:middle;margin-right:.5rem"><path fill="#F25022" d="M0 0h8.5v8.5H0z"/><path fill="#7FBA00" d="M9.5 0H18v8.5H9.5z"/><path fill="#00A4EF" d="M0 9.5h8.5V18H0z"/><path fill="#FFB900" d="M9.5 9.5H18V18H9.5z"/></svg>"##
+        }
+        ProviderType::GitHub => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 16 16" style="vertical-align:middle;margin-right:.5rem"><path fill="#181717" d="M8 0a8 8 0 0 0-2.5 15.6c.4 0 .5-.2.5-.4v-1.5c-2.2.5-2.7-1-2.7-1-.4-.9-.9-1.2-.9-1.2-.7-.5.1-.5.1-.5.8.1 1.2.8 1.2.8.7 1.3 1.9.9 2.3.7.1-.5.3-.9.5-1.1-1.8-.2-3.6-.9-3.6-4 0-.9.3-1.6.8-2.1-.1-.2-.4-1 .1-2.1 0 0 .7-.2 2.2.8a7.5 7.5 0 0 1 4 0c1.5-1 2.2-.8 2.2-.8.4 1.1.2 1.9.1 2.1.5.6.8 1.3.8 2.1 0 3.1-1.9 3.8-3.6 4 .3.3.6.8.6 1.5v2.2c0 .2.1.5.6.4A8 8 0 0 0 8 0z"/></svg>"##
+        }
+        ProviderType::Oidc => {
+            r##"<svg aria-hidden="true" width="18" height="18" viewBox="0 0 18 18" style="vertical-align:middle;margin-right:.5rem"><circle cx="6" cy="9" r="4" fill="none" stroke="#555" stroke-width="2"/><path d="M10 9h7M14 9v3M17 9v2" stroke="#555" stroke-width="2" fill="none"/></svg>"##
+        }
+    }
 }
 
 /// The text of `key` from the login's `translations`, else `default` (not escaped).
@@ -325,6 +395,31 @@ mod tests {
     #[test]
     fn text_is_escaped_for_elements_and_attributes() {
         assert_eq!(escape("<a href=\"x\">'&"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;");
+    }
+
+    #[test]
+    fn provider_buttons_are_escaped_and_carry_the_login() {
+        let login: LoginRequest = serde_json::from_value(serde_json::json!({
+            "org": {"namespace": "ns", "name": "acme", "uid": "u"}, "clientId": "cid",
+            "protocol": "OAuth", "redirectUri": "https://app.example.com/cb", "csrfHash": "h",
+            "embed": false, "translations": {"loginWith": "Sign in with"}
+        }))
+        .unwrap();
+        let provider: Provider = serde_json::from_value(serde_json::json!({
+            "name": "corp", "type": "OIDC", "clientId": "c", "issuer": "https://idp.example",
+            "clientSecretRef": {"name": "s", "key": "k"}, "displayName": "<Corp & Co>"
+        }))
+        .unwrap();
+        let html = provider_buttons(&login, "login-1", "csrf-1", &[provider]);
+        assert!(html.contains(r#"action="/login/provider""#), "{html}");
+        assert!(
+            html.contains(r#"name="provider" value="corp" id="provider-corp""#),
+            "{html}"
+        );
+        assert!(html.contains("Sign in with &lt;Corp &amp; Co&gt;"), "{html}");
+        assert!(html.contains(r#"name="login" value="login-1""#) && html.contains(r#"value="csrf-1""#));
+        assert!(!html.contains("<script"), "no script");
+        assert_eq!(provider_buttons(&login, "l", "c", &[]), "");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The public server speaks two protocols from the same binary, for every Organization,
 //! host-routed (see [`crate::flow::directory`]):
-//! - CentralAuth: `GET|POST /login` (and the e-mail code steps `POST /login/email`, `/login/code`), `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`, `/api/v1/authenticate_direct` (and `GET /login/direct`, where its attempt continues in the browser).
+//! - CentralAuth: `GET|POST /login` (and the e-mail code steps `POST /login/email`, `/login/code`; a provider's button `POST /login/provider` and its callback `GET /oauth/providers/<name>/callback`), `POST /api/v1/verify`, `/api/v1/userinfo`, `/api/v1/logout`, `/api/v1/authenticate_direct` (and `GET /login/direct`, where its attempt continues in the browser).
 //! - OAuth 2.1 / OIDC: discovery, `/oauth2/{authorize,token,revoke,introspect,userinfo,jwks}`,
 //!   at the root of an organization's own host, or under `/o/<clientId>` on the base domain.
 //!
@@ -23,6 +23,7 @@ pub mod login;
 pub mod oauth2;
 pub mod passkey;
 pub mod passkey_script;
+pub mod providers;
 pub mod routing;
 pub mod theme;
 pub mod well_known;
@@ -78,12 +79,14 @@ pub fn public_router(state: AppState) -> Router {
         .route("/oauth2/revoke", post(oauth2::revoke))
         .route("/oauth2/introspect", post(oauth2::introspect))
         .route("/oauth2/userinfo", get(oauth2::userinfo).post(oauth2::userinfo))
-        .route("/oauth2/jwks", get(oauth2::jwks));
+        .route("/oauth2/jwks", get(oauth2::jwks))
+        .route("/oauth/providers/{name}/callback", get(providers::callback));
     Router::new()
         .route("/login", get(login::get_login).post(login::post_login))
         .route("/login/email", post(email_login::send_code))
         .route("/login/direct", get(email_login::direct))
         .route("/login/code", post(email_login::check_code))
+        .route("/login/provider", post(providers::start))
         .route("/login/wait", get(email_link::wait))
         .route("/login/mail", get(email_link::link_page).post(email_link::open_link))
         .route("/login/passkey", post(passkey::login))

@@ -7,7 +7,8 @@
 //! sending no secret. A request without a secret is a public client's: it may redeem codes
 //! and refresh tokens issued to a native app, never use `client_credentials`.
 //! Client authentication: `client_secret_basic` or `client_secret_post` (exactly one); a
-//! secret in the query string, or Basic plus body credentials, is `invalid_request`.
+//! secret in the query string, or Basic plus body credentials, is `invalid_request`. Desktop
+//! apps add `private_key_jwt`-style `client_assertion` at the code exchange (and nowhere else).
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use super::login::client_addr;
 use super::routing::host;
 use crate::crd::Organization;
 use crate::flow::authorize::Arrival;
+use crate::flow::desktop::ClientAssertion;
 use crate::flow::token::{Caller, Presented, SCOPES};
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::Protocol;
@@ -59,7 +61,8 @@ pub async fn discovery(State(state): State<AppState>, headers: HeaderMap, params
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": crate::oauth::desktop::ALGORITHMS,
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "scopes_supported": SCOPES,
@@ -114,6 +117,17 @@ async fn caller(
     }
     let basic = basic(&req.headers).map_err(|_| OAuthError::request("malformed Authorization header"))?;
     let (body_id, body_secret) = (req.form.get("client_id"), req.form.get("client_secret"));
+    let assertion = req.form.get("client_assertion").is_some() || req.form.get("client_assertion_type").is_some();
+    if assertion && (basic.is_some() || body_secret.is_some()) {
+        return Err(OAuthError::request(
+            "use exactly one client authentication method: a client secret or a client_assertion (Desktop apps), not both",
+        ));
+    }
+    if assertion && req.form.get("grant_type") != Some("authorization_code") {
+        return Err(OAuthError::request(
+            "client_assertion is only accepted at the authorization_code exchange of Desktop apps",
+        ));
+    }
     let presented = match &basic {
         Some(_) if body_secret.is_some() => {
             return Err(OAuthError::request(
@@ -180,7 +194,16 @@ pub async fn token(State(state): State<AppState>, params: RawPathParams, req: Re
                 return Err(OAuthError::request("code and redirect_uri are required"));
             };
             let verifier = form.get("code_verifier");
-            axum::Json(state.exchange_code(&org, &c, code, redirect_uri, verifier).await?).into_response()
+            let assertion = ClientAssertion {
+                assertion_type: form.get("client_assertion_type"),
+                assertion: form.get("client_assertion"),
+            };
+            axum::Json(
+                state
+                    .exchange_code(&org, &c, code, redirect_uri, verifier, assertion)
+                    .await?,
+            )
+            .into_response()
         }
         Some("refresh_token") => {
             let c = caller(&state, &org, &rp, false).await?;

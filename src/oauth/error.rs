@@ -15,6 +15,10 @@ pub enum OAuthError {
     /// Client authentication failed (unknown client and wrong secret answer the same).
     #[error("client authentication failed")]
     InvalidClient,
+    /// A Desktop app's client assertion was refused: what to fix (400, no `WWW-Authenticate`:
+    /// the client did not use the Authorization header, RFC 6749 §5.2).
+    #[error("{0}")]
+    InvalidClientAssertion(String),
     /// The code or refresh token is invalid, expired, replayed, or bound to something else.
     #[error("{0}")]
     InvalidGrant(&'static str),
@@ -43,7 +47,7 @@ impl OAuthError {
     pub fn code(&self) -> &'static str {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
-            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidClient | OAuthError::InvalidClientAssertion(_) => "invalid_client",
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
@@ -162,6 +166,7 @@ impl From<FlowError> for OAuthError {
             FlowError::SessionEnded => OAuthError::InvalidGrant("the login session has ended"),
             FlowError::SessionHijacked(m) => OAuthError::InvalidGrant(m.message()),
             FlowError::CodeReplayed => OAuthError::InvalidGrant("the code was replayed; its tokens are revoked"),
+            FlowError::ClientAssertion(e) => OAuthError::InvalidClientAssertion(e.to_string()),
         }
     }
 }
@@ -202,6 +207,12 @@ impl From<FlowError> for CaError {
                 return CaError {
                     code: CaCode::CodeChallengeInvalid,
                     message: why.into(),
+                };
+            }
+            FlowError::ClientAssertion(e) => {
+                return CaError {
+                    code: CaCode::NoPermission,
+                    message: e.to_string().into(),
                 };
             }
             FlowError::SessionEnded => (CaCode::SessionInvalid, "the session has ended; log in again"),
@@ -248,5 +259,16 @@ mod tests {
             assert_eq!(OAuthError::from(e.clone()).status(), status);
             assert_eq!(CaError::from(e).status(), status);
         }
+    }
+
+    #[test]
+    fn a_refused_client_assertion_says_what_to_fix_in_both_protocols() {
+        let e = FlowError::ClientAssertion(crate::oauth::desktop::AssertionError::Expired);
+        let oauth = OAuthError::from(e.clone());
+        assert_eq!((oauth.code(), oauth.status()), ("invalid_client", 400));
+        assert!(oauth.to_string().contains("expired"), "{oauth}");
+        let ca = CaError::from(e);
+        assert_eq!((ca.code, ca.status()), (CaCode::NoPermission, 401));
+        assert!(ca.message.contains("sign a new one"), "{}", ca.message);
     }
 }

@@ -114,6 +114,10 @@ pub struct CodeGrant {
     pub family_id: String,
     /// `jti` of the access token the redemption will mint.
     pub jti: String,
+    /// SHA-256 of the `desktop_challenge` issued with the code (Desktop apps only): the
+    /// exchange needs a client assertion over it ([`super::desktop`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_hash: Option<String>,
 }
 
 #[cfg(test)]
@@ -128,6 +132,7 @@ impl CodeGrant {
             issued_at: 0,
             family_id: "f".into(),
             jti: "j".into(),
+            challenge_hash: None,
         }
     }
 }
@@ -361,6 +366,7 @@ mod tests {
             issued_at: now,
             family_id: "fam".into(),
             jti: "jti".into(),
+            challenge_hash: None,
         }
     }
 

@@ -14,15 +14,19 @@
 //! - [`otp`]: one-time e-mail login codes (issue, throttle sending, count guesses, burn).
 //! - [`throttle`]: failure counters per organization: per client/account and address, or per
 //!   device cookie.
+//! - [`desktop`]: desktop apps' client assertions (RFC 7523 style, pinned certificate).
 //! - [`device`]: device cookies that exempt a known browser from an account's lockout.
 //! - [`prompt`]: OIDC `prompt` / `max_age` and CentralAuth `affirm`: when a session is reused.
 //! - [`tokens`]: user IDs, the CentralAuth user object, JWT claims.
 //! - [`jwe`]: the CentralAuth access token (`dir` + `A256CBC-HS512`).
 //! - [`keys`]: ES256 signing keys, JWS, JWKS and the rotation plan.
+//! - [`upstream`]: the client side of upstream identity providers (OIDC, Google, Microsoft,
+//!   GitHub): discovery, JWKS, ID token verification, what each provider proves.
 //! - [`error`]: the error answers of both protocols.
 
 pub mod access;
 pub mod client_auth;
+pub mod desktop;
 pub mod device;
 pub mod error;
 pub mod grant;
@@ -37,6 +41,7 @@ pub mod prompt;
 pub mod redirect;
 pub mod throttle;
 pub mod tokens;
+pub mod upstream;
 pub mod verifier;
 
 /// Unix time in seconds.

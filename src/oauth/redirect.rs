@@ -7,6 +7,10 @@
 //!   rule is the origin (scheme, host, port) in `allowedOrigins` — and, when `redirectUris` is
 //!   set, the path equal to one of theirs; native apps: same origin as the app link and a path
 //!   under the app link's path.
+//! - Desktop apps, on both protocols ([`check_loopback`]): the registered loopback redirect
+//!   with any port (RFC 8252 §7.3): scheme `http`, the same IP literal (`127.0.0.1` or
+//!   `[::1]`; `localhost` is never accepted, RFC 8252 §8.3), the same path byte for byte, no
+//!   query.
 //!
 //! Origins match `allowedOrigins` through [`crate::origin`], the one matcher of the crate
 //! (which never matches a wildcard on a public suffix).
@@ -195,6 +199,24 @@ pub fn check_native(raw: &str, app_link: &str) -> Result<(), RedirectError> {
     }
 }
 
+/// The desktop rule: the loopback redirect `app_link` with any port (or none), the same IP
+/// literal and path, no query.
+pub fn check_loopback(raw: &str, app_link: &str) -> Result<(), RedirectError> {
+    let url = parse(raw)?;
+    let link = parse(app_link).map_err(|_| RedirectError::NotRegistered("the app link is malformed"))?;
+    if url.scheme != "http" || url.host != link.host {
+        return Err(RedirectError::NotRegistered(
+            "a desktop app must redirect to its loopback IP literal (http://127.0.0.1 or http://[::1], as registered; not localhost)",
+        ));
+    }
+    if url.path != link.path || url.query.is_some() {
+        return Err(RedirectError::NotRegistered(
+            "its path differs from the desktop app's appLink (only the port may differ; no query)",
+        ));
+    }
+    Ok(())
+}
+
 /// The standard rule: byte-exact equality with a registered URI.
 pub fn check_exact(raw: &str, registered: &[String]) -> Result<(), RedirectError> {
     parse(raw)?;
@@ -310,6 +332,44 @@ mod tests {
         assert!(check_native("https://evil.example.com/auth", link).is_err());
         assert!(check_native("https://app.example.com/auth/../x", link).is_err());
         assert!(check_native("myapp://auth", link).is_err());
+    }
+
+    #[test]
+    fn loopback_redirects_ignore_the_port_and_compare_host_and_path() {
+        let v4 = "http://127.0.0.1/callback";
+        for ok in [
+            "http://127.0.0.1:53412/callback",
+            "http://127.0.0.1:1/callback",
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:80/callback",
+        ] {
+            assert!(check_loopback(ok, v4).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://localhost:53412/callback",
+            "http://[::1]:53412/callback",
+            "https://127.0.0.1:53412/callback",
+            "http://127.0.0.2:53412/callback",
+            "http://127.0.0.1:53412/callback/",
+            "http://127.0.0.1:53412/Callback",
+            "http://127.0.0.1:53412/callback/x",
+            "http://127.0.0.1:53412/callback?x=1",
+            "http://127.0.0.1:53412/callback#x",
+            "http://127.0.0.1:53412/x/../callback",
+            "http://evil.example:53412/callback",
+            "http://127.0.0.1@evil.example/callback",
+            "http://127.0.0.1:99999/callback",
+            "myapp://callback",
+        ] {
+            assert!(check_loopback(bad, v4).is_err(), "{bad} was accepted");
+        }
+        let v6 = "http://[::1]/cb";
+        assert!(check_loopback("http://[::1]:4000/cb", v6).is_ok());
+        assert!(check_loopback("http://127.0.0.1:4000/cb", v6).is_err());
+        assert!(
+            check_loopback("http://[::1]:4000/", "http://[::1]").is_ok(),
+            "an empty path is /"
+        );
     }
 
     #[test]

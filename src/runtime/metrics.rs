@@ -62,6 +62,8 @@ pub enum LoginMethod {
     password,
     /// A passkey (WebAuthn).
     passkey,
+    /// An upstream identity provider (`loginMethods.providers`).
+    provider,
 }
 
 /// Whether a login attempt succeeded.

@@ -2,8 +2,8 @@
 //! watches (two per watched unit, whatever the number of tenants):
 //!
 //! - each organization's `passwords` Secret (accounts for the password login),
-//! - each organization's SMTP credentials Secret (`loginMethods.email.credentialsSecretName`,
-//!   keys `username` and `password`), read when a code e-mail is sent, and
+//! - each organization's SMTP credentials Secret (keys `username`, `password`) and each
+//!   upstream provider's client secret key (`loginMethods.providers[].clientSecretRef`), and
 //! - the Secret of each ClientSecret that currently authenticates (its plaintext is the key
 //!   of the JWE tokens of native apps, which send no secret: the official CentralAuth backend
 //!   library decrypts every access token with its client secret, so the server must encrypt
@@ -20,8 +20,8 @@
 //! ever calls the API server.
 //!
 //! RBAC: `get`, `list`, `watch` on `secrets` in the namespaces of Organizations (a ClusterRole
-//! when organizations live in many namespaces) — the same as with one watch per Secret name:
-//! RBAC cannot narrow `list`/`watch` to names that change at run time.
+//! when organizations live in many namespaces): RBAC cannot narrow `list`/`watch` to names
+//! that change at run time.
 //!
 //! Readiness waits for [`SecretsView::wait_loaded`]: until every Secret the caches name has
 //! been resolved (held, or known not to exist), a login with a right password would be refused

@@ -23,21 +23,27 @@ fn event(reason: &str, note: &str) -> Event {
     }
 }
 
-#[tokio::test]
-async fn repeats_count_on_one_event_and_other_reasons_make_new_ones() {
+/// A namespace named after `prefix` with a ConfigMap `subject` to publish about, and a recorder
+/// reporting as instance `<prefix>-test`.
+async fn subject(prefix: &str) -> (kube::Client, String, ObjectReference, Recorder) {
     let client = support::client().await;
-    let ns = support::namespace(&client, "events").await;
+    let ns = support::namespace(&client, prefix).await;
     let cm: ConfigMap = serde_json::from_value(serde_json::json!({"metadata": {"name": "subject"}})).unwrap();
     let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &cm)
         .await
         .unwrap();
-    let reference: ObjectReference = cm.object_ref(&());
     let reporter = Reporter {
         controller: "centralauth-operator".into(),
-        instance: Some("events-test".into()),
+        instance: Some(format!("{prefix}-test")),
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    (client, ns, cm.object_ref(&()), recorder)
+}
+
+#[tokio::test]
+async fn repeats_count_on_one_event_and_other_reasons_make_new_ones() {
+    let (client, ns, reference, recorder) = subject("events").await;
     for _ in 0..3 {
         recorder
             .publish(&event("SecretMissing", "no Secret"), &reference)
@@ -67,4 +73,35 @@ async fn repeats_count_on_one_event_and_other_reasons_make_new_ones() {
     let ready = of("Ready");
     assert_eq!(ready.len(), 1);
     assert!(ready[0].series.is_none(), "a first occurrence has no series");
+}
+
+/// The path the controllers use: `send` queues the writes and returns at once; the background
+/// writer writes them in order (the create before the repeats that patch it), so the series
+/// still counts 3.
+#[tokio::test]
+async fn queued_events_are_written_in_order() {
+    let (client, ns, reference, recorder) = subject("events-queued").await;
+    for _ in 0..3 {
+        recorder.send(&event("SecretMissing", "no Secret"), &reference);
+    }
+    recorder.send(&event("Ready", "fine"), &reference);
+
+    let api = Api::<K8sEvent>::namespaced(client.clone(), &ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = api.list(&ListParams::default()).await.unwrap().items;
+        let count = |reason: &str| events.iter().filter(|e| e.reason.as_deref() == Some(reason)).count();
+        let series = events
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("SecretMissing"))
+            .and_then(|e| e.series.as_ref().map(|s| s.count));
+        if count("SecretMissing") == 1 && series == Some(3) && count("Ready") == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queued Events were not written as one series of 3 and one Ready within 30 s: {events:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

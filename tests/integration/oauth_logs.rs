@@ -3,13 +3,13 @@
 //! whose reason is logged), a code exchange, userinfo and client credentials, and its whole
 //! output is searched for every generated value, the SMTP passwords and the e-mail body.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::support;
 use crate::support::oauth::{Server, location_param, login};
+use crate::support::process::Operator;
 use crate::support::smtp::{EmailLogin, Security, SmtpServer, code_of, set_smtp_password, smtp_secret};
 
 #[tokio::test]
@@ -35,37 +35,8 @@ async fn no_secret_code_password_or_token_in_the_logs() {
         )
         .await;
     t.activate_secret(&fixtures, "logco-secret").await;
-    let (port, admin) = (support::free_port(), support::free_port());
-    // Logs go to a file (a pipe nobody reads while the test runs would fill and block).
-    let log_path = std::env::temp_dir().join(format!("centralauth-logs-{}-{port}.log", std::process::id()));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
-        .args([
-            "run",
-            "--base-domain",
-            "localhost",
-            "--public-scheme",
-            "http",
-            "--namespace",
-            &fixtures.ns,
-            "--watch-namespace",
-            &fixtures.ns,
-            "--leader-elect=false",
-        ])
-        .args([
-            "--public-port",
-            &port.to_string(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let operator = Operator::start_on_localhost(&fixtures.ns, "debug");
+    let port = operator.public;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
@@ -125,10 +96,7 @@ async fn no_secret_code_password_or_token_in_the_logs() {
         .unwrap();
     assert_eq!(user.status(), 200);
     let email_code = email_login(&fixtures, &http, &url, &mut smtp).await;
-    child.start_kill().unwrap();
-    child.wait().await.unwrap();
-    let output = std::fs::read_to_string(&log_path).unwrap();
-    std::fs::remove_file(&log_path).ok();
+    let output = operator.stop_and_read_logs().await;
     assert!(
         output.contains("client authentication") || output.contains("code issued"),
         "debug logs were written"

@@ -22,7 +22,7 @@ use crate::oauth_browser::callback_app;
 use crate::oauth_clients::node;
 use crate::support;
 use crate::support::oauth::{Server, Tenant, open_login_with};
-use crate::support::process::{Operator, OperatorOptions};
+use crate::support::process::Operator;
 use crate::support::smtp::{Security, SmtpServer};
 
 const VERIFIER: &str = "passkey-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
@@ -424,6 +424,35 @@ async fn a_passkey_of_another_organization_is_refused() {
 }
 
 #[tokio::test]
+async fn the_login_page_offers_a_passkey_then_email_then_providers() {
+    let server = Server::start("passkeys-order").await;
+    let smtp = SmtpServer::start(Security::None, None, None).await;
+    let (app_port, callback) = callback_app().await;
+    let mut with_provider = spec("pkord", &smtp, app_port, true);
+    with_provider["loginMethods"]["providers"] = json!([{"name": "github", "type": "GitHub", "clientId": "gh-id",
+        "clientSecretRef": {"name": "gh-client", "key": "secret"}}]);
+    let t = server.tenant("pkord", with_provider, &[]).await;
+    let (_, page) = open_login_with(&server.http(&[&t.host]), &authorize_url(&t, &callback), &[]).await;
+    let at = |needle: &str| {
+        page.find(needle)
+            .unwrap_or_else(|| panic!("no {needle} on the page: {page}"))
+    };
+    let (passkey, email, provider) = (
+        at("id=\"passkey-login\""),
+        at("id=\"email\""),
+        at("id=\"provider-github\""),
+    );
+    assert!(
+        passkey < email && email < provider,
+        "CentralAuth's order is passkey, e-mail, providers: {page}"
+    );
+    assert!(
+        at("<script") > email,
+        "the script comes after the e-mail field it reads"
+    );
+}
+
+#[tokio::test]
 async fn passkeys_are_absent_when_not_enabled_and_on_the_shared_domain() {
     let server = Server::start("passkeys-absent").await;
     let smtp = SmtpServer::start(Security::None, None, None).await;
@@ -516,26 +545,17 @@ async fn passkeys_register_and_log_in_inside_a_cross_site_iframe() {
 async fn the_binary_keeps_passkeys_across_a_restart_and_logs_none_of_their_data() {
     let mut f = fixture("passkeys-binary", "pkbin").await;
     let ns = f.server.ns.clone();
-    let options = |pod: &'static str| OperatorOptions {
-        pod_name: pod,
-        kubeconfig: None,
-        args: ["--watch-namespace", &ns, "--namespace", &ns, "--leader-elect=false"]
-            .map(String::from)
-            .to_vec(),
-    };
-    let env = [("RUST_LOG", "debug")];
-    let first = Operator::start_serving(options("passkeys-bin-1"), "localhost", &env);
+    let first = Operator::start_on_localhost(&ns, "debug");
     first.wait_ready().await;
     // The binary serves the same organization on its own port.
     f.t.port = first.public;
     f.t.issuer = format!("http://{}:{}", f.t.host, first.public);
     let registered = f.register("bea@example.com", &json!([])).await;
     let held = f.login(&registered["credentials"], None, true).await;
-    let logs_before = first.logs();
-    drop(first);
+    let logs_before = first.stop_and_read_logs().await;
 
     // A new process: the store (memory) is gone; the passkey lives in the User.
-    let second = Operator::start_serving(options("passkeys-bin-2"), "localhost", &env);
+    let second = Operator::start_on_localhost(&ns, "debug");
     second.wait_ready().await;
     f.t.port = second.public;
     f.t.issuer = format!("http://{}:{}", f.t.host, second.public);
@@ -543,7 +563,7 @@ async fn the_binary_keeps_passkeys_across_a_restart_and_logs_none_of_their_data(
         .login(&registered["credentials"], Some("bea@example.com"), false)
         .await;
     assert_eq!(after["outcome"], "landed", "after a restart: {after}");
-    let logs = format!("{logs_before}{}", second.logs());
+    let logs = format!("{logs_before}{}", second.stop_and_read_logs().await);
     assert!(logs.contains("passkey registered"), "the binary logged at debug level");
 
     let user = f.user("bea@example.com").await;

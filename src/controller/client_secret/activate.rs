@@ -20,6 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -186,8 +187,7 @@ pub async fn reclaim(
             "the activation record was empty; ClientSecret {} (whose status says Active) is recorded again",
             cs.name_any()
         ),
-    )
-    .await;
+    );
     complete(state, cs, &written, generated, None).await
 }
 
@@ -285,9 +285,17 @@ pub async fn demote_named(
     successor: &str,
     successor_on_rollout: bool,
 ) -> Result<(), Error> {
-    let api = client_secrets(state, &org.namespace().unwrap_or_default());
+    let ns = org.namespace().unwrap_or_default();
+    let api = client_secrets(state, &ns);
+    // The first attempt starts from the cached copy: its status write carries the version read,
+    // so a stale copy costs a conflict and a fresh read, and a current one saves the read.
+    let mut cached = state.store.get(&ObjectRef::new(name).within(&ns));
     for _ in 0..ATTEMPTS {
-        let Some(target) = api.get_opt(name).await? else {
+        let target = match cached.take() {
+            Some(target) => Some((*target).clone()),
+            None => api.get_opt(name).await?,
+        };
+        let Some(target) = target else {
             return Ok(());
         };
         let demoted = matches!(target.phase(), ClientSecretPhase::Retiring | ClientSecretPhase::Revoked);
@@ -295,7 +303,9 @@ pub async fn demote_named(
             return Ok(());
         }
         match demote(state, &target, org, successor, successor_on_rollout).await {
+            // A conflict, or a cached copy of an object deleted meanwhile: decide on a fresh read.
             Err(Error::Conflict(_)) => continue,
+            Err(Error::Kube(kube::Error::Api(s))) if s.code == 404 => continue,
             other => return other,
         }
     }
@@ -434,7 +444,7 @@ pub async fn clear_record(
         }
         match write_record(state, &org, None, &Cond::no(reason, message)).await {
             Ok(_) => {
-                publish_org(state, &org, EventType::Warning, reason, message.to_string()).await;
+                publish_org(state, &org, EventType::Warning, reason, message.to_string());
                 return Ok(());
             }
             Err(Error::Conflict(_)) => org = refetch(state, &org).await?,
@@ -444,7 +454,7 @@ pub async fn clear_record(
     Err(Error::Conflict(format!("Organization {}", org.name_any())))
 }
 
-async fn publish_org(state: &State, org: &Organization, type_: EventType, reason: &str, note: String) {
+fn publish_org(state: &State, org: &Organization, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.to_string(),
@@ -452,5 +462,5 @@ async fn publish_org(state: &State, org: &Organization, type_: EventType, reason
         action: "Activate".into(),
         secondary: None,
     };
-    status::publish(state, org, event).await;
+    status::publish(state, org, event);
 }

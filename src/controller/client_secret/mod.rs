@@ -60,6 +60,7 @@
 mod activate;
 mod api;
 mod credentials;
+mod finalize;
 pub mod generate;
 mod generated;
 mod lifecycle;
@@ -85,13 +86,12 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use tokio::sync::OwnedMutexGuard;
 
 use super::Context;
-use crate::crd::{ClientSecret, WorkloadKind};
+use crate::crd::{ClientSecret, Organization, WorkloadKind};
 use crate::runtime::cache::Change;
 use crate::runtime::metrics::Kind;
 use crate::runtime::scope::WatchScope;
@@ -119,9 +119,9 @@ pub enum Error {
     /// Hashing failed.
     #[error("hashing the client secret failed (retrying): {0}")]
     Hash(#[from] crate::crypto::HashError),
-    /// Adding or removing the finalizer failed, or the cleanup did.
-    #[error("{0}")]
-    Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// Adding or removing the finalizer failed.
+    #[error("adding or removing the finalizer centralauth.io/client-secret failed (retrying): {0}")]
+    Finalizer(#[source] kube::Error),
     /// An object came back from the API server without a field it always sets.
     #[error("the API server returned an object without {0}")]
     MissingField(&'static str),
@@ -131,17 +131,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// The variant name (of the inner error for a finalizer failure): the fixed `reason`
-    /// label of the reconcile-error metric.
+    /// The variant name: the fixed `reason` label of the reconcile-error metric.
     fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "Kube",
             Error::Random(_) => "Random",
             Error::Hash(_) => "Hash",
-            Error::Finalizer(f) => match f.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.reason(),
-                _ => "Finalizer",
-            },
+            Error::Finalizer(_) => "Finalizer",
             Error::MissingField(_) => "MissingField",
             Error::Conflict(_) => "Conflict",
         }
@@ -151,14 +147,9 @@ impl Error {
         match self {
             Error::Conflict(_) => true,
             Error::Kube(kube::Error::Api(s)) => s.is_conflict(),
-            Error::Finalizer(f) => match f.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.is_conflict(),
-                // The finalizer patch tests the finalizers it read; a cache a moment behind the
-                // previous reconcile's own patch fails that test (422): only a stale read.
-                finalizer::Error::AddFinalizer(kube::Error::Api(s))
-                | finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) => s.code == 422 || s.is_conflict(),
-                _ => false,
-            },
+            // The finalizer patch carries the resourceVersion it read; a cache a moment behind
+            // the previous reconcile's own writes fails it: only a stale read.
+            Error::Finalizer(kube::Error::Api(s)) => s.is_conflict(),
             _ => false,
         }
     }
@@ -187,10 +178,74 @@ impl OrgLocks {
 pub(crate) struct State {
     ctx: Arc<Context>,
     store: Store<ClientSecret>,
+    /// The Organizations of the unit, as cached: read where a step does not need fresh data.
+    orgs: Store<Organization>,
     locks: OrgLocks,
+    /// What this process last wrote to each ClientSecret, until the cache catches up.
+    own: OwnWrites,
+}
+
+/// What this process last wrote to each ClientSecret (by UID), until the cache shows it.
+///
+/// A reconcile that writes (the finalizer, then the status) triggers the next one through the
+/// watch events of its own writes, and that one often starts before the cache holds the
+/// status just written: it would decide again from the older copy (mint-or-adopt, hash) and
+/// lose its status write to a conflict. With this, a reconcile handed a version this process
+/// already wrote over starts from what that write returned.
+#[derive(Default)]
+struct OwnWrites(Mutex<HashMap<String, OwnWrite>>);
+
+/// The versions of one ClientSecret this process wrote over, and what its last write returned.
+struct OwnWrite {
+    superseded: Vec<String>,
+    latest: Arc<ClientSecret>,
+}
+
+impl OwnWrites {
+    /// Remembers that writing over `before` returned `after`.
+    fn wrote(&self, before: &ClientSecret, after: &ClientSecret) {
+        let (Some(uid), Some(rv)) = (before.metadata.uid.clone(), before.metadata.resource_version.clone()) else {
+            return;
+        };
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(uid).or_insert_with(|| OwnWrite {
+            superseded: vec![],
+            latest: Arc::new(after.clone()),
+        });
+        entry.superseded.push(rv);
+        entry.latest = Arc::new(after.clone());
+    }
+
+    /// `cs` as cached, or what this process wrote over it; forgets the entry once the cache
+    /// shows a version it did not write over (its own last write, or someone else's newer one).
+    fn latest(&self, cs: Arc<ClientSecret>) -> Arc<ClientSecret> {
+        let Some(uid) = cs.metadata.uid.as_ref() else { return cs };
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(uid) {
+            Some(own) if own.superseded.contains(&cs.resource_version().unwrap_or_default()) => own.latest.clone(),
+            Some(_) => {
+                map.remove(uid);
+                cs
+            }
+            None => cs,
+        }
+    }
+
+    /// Forgets `cs` (deleted).
+    fn forget(&self, cs: &ClientSecret) {
+        if let Some(uid) = cs.metadata.uid.as_ref() {
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+        }
+    }
 }
 
 impl State {
+    /// The Organization of `cs` as cached (`None` when the cache has not seen it).
+    fn cached_org(&self, cs: &ClientSecret) -> Option<Organization> {
+        let key = ObjectRef::new(&cs.spec.organization_ref.name).within(&cs.namespace()?);
+        self.orgs.get(&key).map(|org| (*org).clone())
+    }
+
     /// The other ClientSecrets of the same organization, as cached.
     fn siblings(&self, cs: &ClientSecret) -> Vec<Arc<ClientSecret>> {
         self.store
@@ -242,7 +297,7 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
     let client = ctx.client.clone();
     // ClientSecrets and Organizations come from the shared caches: no watches of their own.
     let caches = ctx.caches();
-    let (Some((store, changes)), Some((_, org_changes))) = (
+    let (Some((store, changes)), Some((orgs, org_changes))) = (
         caches.client_secret_feed().subscribe(&unit),
         caches.organization_feed().subscribe(&unit),
     ) else {
@@ -284,7 +339,9 @@ async fn run_unit(ctx: Arc<Context>, unit: WatchScope) {
     let state = Arc::new(State {
         ctx,
         store,
+        orgs,
         locks: OrgLocks::default(),
+        own: OwnWrites::default(),
     });
     controller
         .run(reconcile, error_policy, state)
@@ -303,14 +360,8 @@ async fn reconcile(cs: Arc<ClientSecret>, state: Arc<State>) -> Result<Action, E
     let work = async move {
         let ns = cs.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
         let api: Api<ClientSecret> = Api::namespaced(state.ctx.client.clone(), &ns);
-        finalizer(&api, FINALIZER, cs, |event| async {
-            match event {
-                FinalizerEvent::Apply(cs) => reconcile::apply(&cs, &state).await,
-                FinalizerEvent::Cleanup(cs) => reconcile::cleanup(&cs, &state).await,
-            }
-        })
-        .await
-        .map_err(|e| Error::Finalizer(Box::new(e)))
+        let cs = state.own.latest(cs);
+        finalize::guarded(&api, &cs, &state).await
     };
     crate::runtime::metrics::Metrics::instrument(&metrics, Kind::ClientSecret, Error::reason, span, work).await
 }
@@ -322,5 +373,53 @@ fn error_policy(cs: Arc<ClientSecret>, err: &Error, _state: Arc<State>) -> Actio
     } else {
         tracing::warn!(namespace = cs.namespace().as_deref().unwrap_or(""), name = %cs.name_any(), error = %err, "reconcile failed; retrying");
         Action::requeue(Duration::from_secs(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rv: &str, phase: Option<&str>) -> ClientSecret {
+        let mut value = serde_json::json!({
+            "apiVersion": "centralauth.io/v1alpha1", "kind": "ClientSecret",
+            "metadata": {"name": "cs", "namespace": "ns", "uid": "u1", "resourceVersion": rv},
+            "spec": {"organizationRef": {"name": "acme"}}
+        });
+        if let Some(phase) = phase {
+            value["status"] = serde_json::json!({"phase": phase});
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_cache_behind_own_writes_yields_the_written_object_until_it_catches_up() {
+        let own = OwnWrites::default();
+        let (v1, v2, v3) = (at("1", None), at("2", None), at("3", Some("Pending")));
+        own.wrote(&v1, &v2); // the finalizer
+        own.wrote(&v2, &v3); // the status
+        // The cache still at 1 or 2: the reconcile starts from what the status write returned.
+        assert_eq!(
+            own.latest(Arc::new(v1.clone())).resource_version().as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            own.latest(Arc::new(v2.clone())).resource_version().as_deref(),
+            Some("3")
+        );
+        // The cache at 3 (or anything newer): the cache, and the entry is gone.
+        assert_eq!(own.latest(Arc::new(v3)).resource_version().as_deref(), Some("3"));
+        assert_eq!(own.latest(Arc::new(v1)).resource_version().as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_deleted_object_is_forgotten() {
+        let own = OwnWrites::default();
+        own.wrote(&at("1", None), &at("2", Some("Pending")));
+        own.forget(&at("2", None));
+        assert_eq!(
+            own.latest(Arc::new(at("1", None))).resource_version().as_deref(),
+            Some("1")
+        );
     }
 }

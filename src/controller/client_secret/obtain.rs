@@ -35,12 +35,18 @@ fn public_keys(state: &State, org: &Organization) -> Option<PublicKeys> {
 /// Finds the secret of `cs`, or mints it if it never was.
 pub async fn obtain(state: &State, cs: &ClientSecret, org: &Organization) -> Result<Obtained, Error> {
     let name = cs.secret_name();
-    for _ in 0..3 {
-        if let Some(existing) = secrets(state, cs).get_opt(&name).await? {
-            return adopt(state, cs, org, existing).await;
-        }
-        if let Some(lost) = lost(cs, org) {
-            return Ok(lost);
+    for attempt in 0..3 {
+        // A ClientSecret whose status knows no secret is almost always new: create its Secret
+        // without reading first. The create fails if the name is taken (a Secret minted before
+        // a status write was lost, or someone else's), and the next round reads and adopts.
+        let unread = attempt == 0 && never_generated(cs) && lost(cs, org).is_none();
+        if !unread {
+            if let Some(existing) = secrets(state, cs).get_opt(&name).await? {
+                return adopt(state, cs, org, existing).await;
+            }
+            if let Some(lost) = lost(cs, org) {
+                return Ok(lost);
+            }
         }
         let Some(keys) = public_keys(state, org) else {
             let cond = Cond::no(
@@ -58,6 +64,11 @@ pub async fn obtain(state: &State, cs: &ClientSecret, org: &Organization) -> Res
         // Lost the create race: the next round adopts the winner's Secret.
     }
     Err(Error::Conflict(format!("Secret {name}")))
+}
+
+/// Whether the status of `cs` knows of no generated secret.
+fn never_generated(cs: &ClientSecret) -> bool {
+    cs.status.as_ref().is_none_or(|s| s.fingerprint.is_none())
 }
 
 /// The secret was generated before, but its Secret is gone: never mint again.

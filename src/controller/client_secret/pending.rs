@@ -331,6 +331,6 @@ async fn stamp_all(
         action: "Stamp".into(),
         secondary: None,
     };
-    status::publish(state, cs, event).await;
+    status::publish(state, cs, event);
     Ok(())
 }

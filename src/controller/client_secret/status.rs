@@ -162,7 +162,8 @@ pub async fn write(
         }
         Err(e) => return Err(e.into()),
     };
-    publish_transition(state, cs, &written).await;
+    publish_transition(state, cs, &written);
+    state.own.wrote(cs, &written);
     Ok(written)
 }
 
@@ -250,20 +251,16 @@ fn normal(reason: &str, action: &str, note: String) -> Event {
     }
 }
 
-async fn publish_transition(state: &State, before: &ClientSecret, after: &ClientSecret) {
+fn publish_transition(state: &State, before: &ClientSecret, after: &ClientSecret) {
     let reference = after.object_ref(&());
     for event in transition_events(before, after) {
-        if let Err(err) = state.ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(reason = %event.reason, error = %err, "cannot publish an event");
-        }
+        state.ctx.recorder.send(&event, &reference);
     }
 }
 
 /// Publishes one event about any object (e.g. the Organization), logging failures.
-pub async fn publish<K: Resource<DynamicType = ()>>(state: &State, obj: &K, event: Event) {
-    if let Err(err) = state.ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        tracing::warn!(reason = %event.reason, error = %err, "cannot publish an event");
-    }
+pub fn publish<K: Resource<DynamicType = ()>>(state: &State, obj: &K, event: Event) {
+    state.ctx.recorder.send(&event, &obj.object_ref(&()));
 }
 
 /// The secret facts of a ClientSecret's own Secret.

@@ -28,12 +28,12 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use kube::ResourceExt;
-use kube::api::{ListParams, Patch};
+use kube::api::Patch;
 use serde::{Deserialize, Serialize};
 
 use super::Flows;
 use super::login::{Completed, LoginError, LoginRequest, Pending, login_key};
-use super::users::{directory_down, read};
+use super::users::{Link, read};
 use crate::crd::user::{MAX_PASSKEYS, USER_HANDLE_LABEL};
 use crate::crd::{Organization, PasskeyCredential, User, normalize_email, user_name};
 use crate::oauth::throttle::{self, Counters};
@@ -195,13 +195,13 @@ impl Flows {
             }
         };
         let email = user.spec.email.clone();
-        let connection = crate::crd::user::PASSKEY_CONNECTION;
+        let link = Link::connection(crate::crd::user::PASSKEY_CONNECTION);
         let admitted = self
-            .admit_read(&p.org, &email, Some(user.clone()), read_at, connection)
+            .admit_read(&p.org, &email, Some(user.clone()), read_at, &link)
             .await
             .inspect_err(|_| self.metrics.login(LoginMethod::passkey, LoginOutcome::failure))?;
         self.record_use(&p.org, &user, &credential_id, &used).await?;
-        self.complete_admitted(p, &login_key(&p.login_id), email, LoginMethod::passkey, admitted)
+        self.complete_admitted(p, &login_key(&p.login_id), admitted, LoginMethod::passkey)
             .await
     }
 
@@ -255,12 +255,8 @@ impl Flows {
             .filter(|h| credential::user_handle_from_hex(h).is_some())
             .ok_or(PasskeyError::UnknownCredential)?;
         let read_at = crate::oauth::now();
-        let list = self
-            .users_api(org)
-            .list(&ListParams::default().labels(&format!("{USER_HANDLE_LABEL}={handle}")))
-            .await
-            .map_err(directory_down)?;
-        let mut matching = list.items.into_iter().filter(|u| {
+        let users = self.users_labelled(org, USER_HANDLE_LABEL, &handle).await?;
+        let mut matching = users.into_iter().filter(|u| {
             u.spec.organization == org.name_any()
                 && u.spec.passkeys.as_ref().is_some_and(|p| p.user_handle == handle)
                 && u.name_matches()

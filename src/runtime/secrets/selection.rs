@@ -1,4 +1,5 @@
-//! Which Secrets the request path needs (named by the caches, with the keys read from each),
+//! Which Secrets the request path needs (named by the caches, with the keys read from each:
+//! passwords, SMTP credentials, upstream providers' client secrets, client secrets),
 //! and which of a unit's two watches delivers each.
 
 use std::collections::HashMap;
@@ -43,6 +44,10 @@ pub fn wanted(caches: &Caches) -> Wanted {
         if let Some(name) = methods.email.as_ref().and_then(|e| e.credentials_secret_name.as_ref()) {
             want(&mut refs, (ns.clone(), name.clone()), "username");
             want(&mut refs, (ns.clone(), name.clone()), "password");
+        }
+        for p in &methods.providers {
+            let r = &p.client_secret_ref;
+            want(&mut refs, (ns.clone(), r.name.clone()), &r.key);
         }
     }
     let by_name = crate::crd::organization::by_name(&orgs);

@@ -8,7 +8,7 @@
 // Input: JSON {url, embedUrl?, email, password?, maildir?, shots?, callbackPrefix, artifacts}
 // in argv[2].
 import { join } from 'node:path';
-import { emailedCode, launch, openLogin, screenshot as shoot } from './browser.mjs';
+import { emailedCode, launch, openLogin, screenshot as shoot } from './chromium.mjs';
 
 const input = JSON.parse(process.argv[2]);
 const { browser, close } = await launch();

@@ -14,7 +14,7 @@
 // Output (JSON): {shown, mailShows, numbers, opened, landedOn, code, state, aAfter, reopened}
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, screenshot } from './browser.mjs';
+import { launch, screenshot } from './chromium.mjs';
 
 const input = JSON.parse(process.argv[2]);
 const a = await launch();

@@ -14,7 +14,7 @@
 //   callbackPrefix, artifacts, shots
 // Output (JSON): {landed, code, state, error, page, credentials, held, scripts, csp}
 import { join } from 'node:path';
-import { emailedCode, launch, openLogin, screenshot } from './browser.mjs';
+import { emailedCode, launch, openLogin, screenshot } from './chromium.mjs';
 
 const input = JSON.parse(process.argv[2]);
 const { browser, close } = await launch();

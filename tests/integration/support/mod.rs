@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client_secret;
+pub mod hydra;
 pub mod oauth;
 pub mod pki;
 pub mod process;

@@ -13,6 +13,15 @@ use tokio::process::{Child, Command};
 
 use crate::support;
 
+/// A new log file `target/test-logs/<stem>.log`.
+fn log_file(stem: &str) -> (PathBuf, std::fs::File) {
+    let dir = support::repo_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{stem}.log"));
+    let file = std::fs::File::create(&path).unwrap();
+    (path, file)
+}
+
 /// A running `centralauth-operator run`, killed when dropped.
 pub struct Operator {
     /// The child process.
@@ -42,25 +51,19 @@ impl Operator {
 
     /// [`Operator::start`] with extra environment variables.
     pub fn start_with_env(options: OperatorOptions<'_>, env: &[(&str, &str)]) -> Operator {
-        Operator::start_serving(options, "auth.test", env)
-    }
-
-    /// [`Operator::start_with_env`] with base domain `base_domain` and public URLs on the
-    /// listener's port (with `localhost`, a browser reaches `<subdomain>.localhost:<port>`).
-    pub fn start_serving(options: OperatorOptions<'_>, base_domain: &str, env: &[(&str, &str)]) -> Operator {
         let (public, admin) = (support::free_port(), support::free_port());
-        let dir = support::repo_root().join("target/test-logs");
-        std::fs::create_dir_all(&dir).unwrap();
-        let stderr_path = dir.join(format!("{}-{}.log", options.pod_name, std::process::id()));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let (stderr_path, stderr) = log_file(&format!("{}-{}", options.pod_name, std::process::id()));
         let kubeconfig = options.kubeconfig.unwrap_or_else(|| support::kubeconfig_path());
-        let child = Command::new(env!("CARGO_BIN_EXE_centralauth-operator"))
-            .args(["run", "--base-domain", base_domain, "--public-scheme", "http"])
-            .args(match base_domain {
-                "auth.test" => vec![],
-                _ => vec!["--public-port".to_string(), public.to_string()],
-            })
-            .arg("--listen")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_centralauth-operator"));
+        command
+            .args([
+                "run",
+                "--base-domain",
+                "auth.test",
+                "--public-scheme",
+                "http",
+                "--listen",
+            ])
             .arg(format!("127.0.0.1:{public}"))
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{admin}"))
@@ -71,16 +74,47 @@ impl Operator {
             .env("RUST_LOG", "info,kube=warn")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+            .stderr(stderr);
+        Operator::spawn(command, public, admin, stderr_path)
+    }
+
+    fn spawn(mut command: Command, public: u16, admin: u16, stderr_path: PathBuf) -> Operator {
+        let child = command.kill_on_drop(true).spawn().unwrap();
         Operator {
             child,
             public,
             admin,
             stderr_path,
         }
+    }
+
+    /// Starts the binary serving base domain `localhost` (which every client resolves) over
+    /// `http` on its public port, watching and keeping its keys in namespace `ns`, without
+    /// leader election, at log level `rust_log`; stdout and stderr go to the log file.
+    pub fn start_on_localhost(ns: &str, rust_log: &str) -> Operator {
+        let (public, admin) = (support::free_port(), support::free_port());
+        let (stderr_path, log) = log_file(&format!("{ns}-{}-{public}", std::process::id()));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_centralauth-operator"));
+        command
+            .args(["run", "--base-domain", "localhost", "--public-scheme", "http"])
+            .args(["--namespace", ns, "--watch-namespace", ns, "--leader-elect=false"])
+            .args(["--public-port", &public.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{public}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .env("KUBECONFIG", support::kubeconfig_path())
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log));
+        Operator::spawn(command, public, admin, stderr_path)
+    }
+
+    /// Stops the process and returns everything it logged (the log file is removed).
+    pub async fn stop_and_read_logs(mut self) -> String {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+        let logs = self.logs();
+        std::fs::remove_file(&self.stderr_path).ok();
+        logs
     }
 
     /// What the process logged so far.

@@ -6,9 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-// Chromium with a fresh profile directory (playwright's way of passing --user-data-dir);
-// `close()` closes it and removes the profile.
-export async function launch() {
+// Chromium through playwright-core with a fresh profile directory per run (playwright's way
+// of passing --user-data-dir) and playwright context `options` (a viewport…); `close()` closes
+// it and removes the profile.
+export async function launch(options = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'centralauth-chromium-'));
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: '/usr/bin/chromium',
@@ -17,6 +18,7 @@ export async function launch() {
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
     ],
+    ...options,
   });
   const close = async () => {
     await browser.close();
@@ -36,17 +38,21 @@ export async function openLogin(page, input) {
   return response;
 }
 
-// A screenshot into input.artifacts, prefixed with input.shots. Chromium sometimes answers
-// "Unable to capture screenshot" on a busy machine: try three times.
+// A screenshot into input.artifacts, prefixed with input.shots.
 export async function screenshot(page, input, name, fullPage = true) {
   if (!input.artifacts) return;
-  const path = join(input.artifacts, `${input.shots ?? ''}${name}.png`);
+  return screenshotTo(page, join(input.artifacts, `${input.shots ?? ''}${name}.png`), fullPage);
+}
+
+// A screenshot to `path`. Chromium sometimes answers "Unable to capture screenshot" on a busy
+// machine: try three times.
+export async function screenshotTo(page, path, fullPage = true) {
   for (let attempt = 1; ; attempt++) {
     try {
       return await page.screenshot({ path, fullPage });
     } catch (e) {
       if (attempt === 3) throw e;
-      console.error(`screenshot ${name}, attempt ${attempt}: ${e.message.split('\n')[0]}`);
+      console.error(`screenshot ${path}, attempt ${attempt}: ${e.message.split('\n')[0]}`);
       await new Promise((r) => setTimeout(r, 500));
     }
   }
