@@ -23,13 +23,13 @@ pub use client_secret::{
 pub use native_app::{NativeApp, NativeAppSpec, NativeAppStatus, Platform};
 pub use organization::{
     ActiveSecretRef, EmailAttemptType, EmailLogin, HijackProtection, LoginMethods, Organization, OrganizationSpec,
-    OrganizationStatus, PasswordLogin, SecretRotation, SmtpTls, UserCreation,
+    OrganizationStatus, PasskeyLogin, PasswordLogin, SecretRotation, SmtpTls, UserCreation,
 };
 pub use provider::{Provider, ProviderType, SecretKeyRef};
 pub use theme::{LoginBlockLayout, LoginPageLayout, Theme};
 pub use user::{
-    USER_FINALIZER, User, UserConnection, UserSpec, UserStatus, normalize_email, provider_label, provider_subject_hash,
-    user_name,
+    PasskeyCredential, USER_FINALIZER, User, UserConnection, UserPasskeys, UserSpec, UserStatus, normalize_email,
+    provider_label, provider_subject_hash, user_name,
 };
 
 /// API group of every resource this operator owns.

@@ -216,6 +216,7 @@ impl HijackProtection {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.email) || has(self.passwords) || (has(self.providers) && size(self.providers) > 0)").message("enable at least one login method: email, passwords or providers"))]
+#[x_kube(validation = Rule::new("!has(self.passkeys) || has(self.email)").message("passkeys need the email login method: a user registers a passkey after proving their address with an e-mailed code; add loginMethods.email"))]
 pub struct LoginMethods {
     /// One-time 5-digit codes sent by e-mail over SMTP: the login page asks for an address,
     /// mails a code valid for 10 minutes, and logs the user in as that address when the code
@@ -228,6 +229,13 @@ pub struct LoginMethods {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passwords: Option<PasswordLogin>,
 
+    /// Passkeys (WebAuthn), `{}` to enable: after an e-mail login the user is offered to create
+    /// a passkey, and the login page offers "Log in with a passkey". Only on the organization's
+    /// own host (`customDomain` or `subdomain`), which is the passkeys' relying-party ID; never
+    /// on the shared base domain. Needs `email`. See docs/passkeys.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<PasskeyLogin>,
+
     /// Upstream identity providers (any OpenID Connect provider, Google, Microsoft, GitHub):
     /// one button each on the login page, below the other methods. Names are unique. A
     /// provider login links to an existing user only through an address the provider asserts
@@ -237,6 +245,12 @@ pub struct LoginMethods {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub providers: Vec<super::provider::Provider>,
 }
+
+/// Passkey (WebAuthn) login. No settings yet: the relying-party ID is the organization's own
+/// host and the credentials live in each User's `spec.passkeys`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyLogin {}
 
 /// E-mail one-time-code login: where to send the codes from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]

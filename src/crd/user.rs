@@ -20,6 +20,13 @@ pub const USER_FINALIZER: &str = "centralauth.io/end-access";
 pub const PASSWORD_CONNECTION: &str = "password";
 /// Connection type of the e-mail code login method.
 pub const EMAIL_CONNECTION: &str = "email";
+/// Connection type of the passkey (WebAuthn) login method.
+pub const PASSKEY_CONNECTION: &str = "passkey";
+/// Label carrying a user's WebAuthn user handle (`spec.passkeys.userHandle`): a discoverable
+/// passkey login knows only the handle, and finds its User by this label.
+pub const USER_HANDLE_LABEL: &str = "centralauth.io/passkey-user-handle";
+/// Most passkeys one user may have.
+pub const MAX_PASSKEYS: usize = 10;
 
 /// A user of an Organization.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -61,6 +68,90 @@ pub struct UserSpec {
     /// within seconds of blocking. Unblocking lets them log in again (old tokens stay ended).
     #[serde(default)]
     pub blocked: bool,
+
+    /// The user's passkeys (WebAuthn credentials), written by the login server when the user
+    /// registers one; public data only. Delete an entry of `credentials` to revoke that passkey:
+    /// the next login with it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkeys: Option<UserPasskeys>,
+}
+
+/// A user's passkeys: the WebAuthn user handle and the registered credentials.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPasskeys {
+    /// The WebAuthn user handle: 16 random bytes, hex. It names no personal data; the object
+    /// also carries it in the label `centralauth.io/passkey-user-handle`, by which a
+    /// discoverable login finds the user.
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-f]{32}$')").message(
+        "userHandle must be 32 lower-case hex digits (16 random bytes); it is written by the login server"
+    ))]
+    #[schemars(length(min = 32, max = 32))]
+    pub user_handle: String,
+
+    /// The registered passkeys; delete an entry to revoke it.
+    #[serde(default)]
+    #[schemars(length(max = 10))]
+    pub credentials: Vec<PasskeyCredential>,
+}
+
+/// One registered passkey (public data only).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyCredential {
+    /// The credential ID, base64url without padding.
+    #[schemars(length(min = 22, max = 1366))]
+    pub id: String,
+
+    /// A name for people: the authenticator's kind and the day it was registered.
+    #[schemars(length(max = 64))]
+    pub name: String,
+
+    /// The public key: its signature algorithm and key bytes, base64url of webauthn_rp's
+    /// `StaticState` encoding (see docs/passkeys.md).
+    #[schemars(length(min = 1, max = 2800))]
+    pub public_key: String,
+
+    /// `EdDSA`, `ES256`, `ES384` or `RS256`.
+    pub algorithm: String,
+
+    /// The signature counter of the last login (0: the authenticator keeps none). A lower
+    /// count at a login is refused as a cloned authenticator.
+    #[serde(default)]
+    pub sign_count: u32,
+
+    /// The passkey may be synced to other devices (backup eligible).
+    #[serde(default)]
+    pub backup_eligible: bool,
+
+    /// The passkey was backed up (synced) at its last use.
+    #[serde(default)]
+    pub backed_up: bool,
+
+    /// The authenticator verified the user (PIN, biometrics).
+    #[serde(default)]
+    pub user_verified: bool,
+
+    /// `platform`, `cross-platform`, or empty when the browser did not say.
+    #[serde(default)]
+    pub attachment: String,
+
+    /// How the browser may reach the authenticator (`internal`, `hybrid`, `usb`, `nfc`, `ble`,
+    /// `smart-card`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub transports: Vec<String>,
+
+    /// The authenticator model's AAGUID (all zeros when it does not say).
+    #[serde(default)]
+    pub aaguid: String,
+
+    /// When it was registered.
+    pub created_at: Time,
+
+    /// The day (UTC, `YYYY-MM-DD`) of its last login: written at most once a day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
 }
 
 /// What the login server and the User controller recorded about a user.
@@ -241,6 +332,7 @@ impl User {
                 organization: organization.to_string(),
                 email,
                 blocked: false,
+                passkeys: None,
             },
         );
         user.metadata.namespace = namespace.map(str::to_string);

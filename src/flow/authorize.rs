@@ -122,6 +122,7 @@ impl Flows {
         at: Arrival<'_>,
         q: &dyn Query,
     ) -> Result<(LoginRequest, Prompt), Refusal> {
+        let host = at.host.map(str::to_string);
         let client = match protocol {
             Protocol::OAuth => self.oauth_client(at, q)?,
             Protocol::CentralAuth => self.centralauth_client(at, q)?,
@@ -171,7 +172,9 @@ impl Flows {
             false if q.get("affirm") == Some("1") => Prompt::login(),
             false => Prompt::default(),
         };
-        Ok((login_request(protocol, &client, q), prompt))
+        let mut login = login_request(protocol, &client, q);
+        login.own_host = host.is_some() && host == crate::tenant::own_host(&client.org, &self.public);
+        Ok((login, prompt))
     }
 
     /// The organization and redirect URI of a standard request: the organization of the
@@ -367,6 +370,7 @@ fn login_request(protocol: Protocol, client: &Client<'_>, q: &dyn Query) -> Logi
         email: q.get(if oauth { "login_hint" } else { "email" }).map(String::from),
         message: (!oauth).then(|| q.get("error_description").map(String::from)).flatten(),
         affirm: !oauth && q.get("affirm") == Some("1"),
+        own_host: false,
         desktop: client.desktop,
     }
 }

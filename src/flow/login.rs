@@ -64,6 +64,10 @@ pub struct LoginRequest {
     /// CentralAuth `affirm=1`: the user must log in again, and the callback says so.
     #[serde(default)]
     pub affirm: bool,
+    /// The request arrived at the organization's own host (passkeys, whose relying-party ID
+    /// is that host, are offered only there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_host: bool,
     /// The app is a Desktop NativeApp: the code comes with a `desktop_challenge` that the app
     /// signs at the exchange ([`crate::oauth::desktop`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -114,6 +118,9 @@ pub enum LoginError {
     /// The user directory (the Kubernetes API) cannot be read or written now (503).
     #[error("the user directory is unavailable; retry later")]
     DirectoryUnavailable,
+    /// A passkey step failed.
+    #[error(transparent)]
+    Passkey(#[from] crate::flow::passkey::webauthn::PasskeyError),
     /// The form names a provider the organization does not have.
     #[error("this organization has no login provider of that name; start the login again")]
     ProviderUnknown,
@@ -153,12 +160,14 @@ impl From<StoreError> for LoginError {
     }
 }
 
-/// What [`Flows::admit`] found: the user may log in.
+/// What [`Flows::admit`] (`flow::users`) found: the user may log in.
 pub struct Admitted {
     /// The session's copy of the user.
     pub user: UserProfile,
     /// Unix second taken just before the directory was read: the session's `created_at`.
     pub read_at: i64,
+    /// How many passkeys the user has (a registration is offered below the limit).
+    pub passkeys: usize,
 }
 
 /// The browser making a step: its address and its device cookie of the organization.
@@ -296,7 +305,9 @@ impl Flows {
     ) -> Result<Completed, LoginError> {
         let connection = match method {
             LoginMethod::password => crate::crd::user::PASSWORD_CONNECTION,
-            _ => crate::crd::user::EMAIL_CONNECTION,
+            LoginMethod::passkey => crate::crd::user::PASSKEY_CONNECTION,
+            // A provider login is admitted with its own connection (`flow::providers`).
+            LoginMethod::email | LoginMethod::provider => crate::crd::user::EMAIL_CONNECTION,
         };
         let admitted = self.admit(&p.org, &email, connection).await.inspect_err(|e| {
             if !matches!(e, LoginError::DirectoryUnavailable) {
@@ -307,7 +318,9 @@ impl Flows {
     }
 
     /// The rest of [`Flows::complete_at`] once the user directory admitted the user: uses up
-    /// the pending login at `key`, creates the session and the device token, issues the code.
+    /// the pending login at `key`, creates the session and the device token, and issues the
+    /// code — or, after an e-mail login where passkeys are offered, sends the browser to the
+    /// passkey offer first.
     pub async fn complete_admitted(
         &self,
         p: &Pending,
@@ -315,6 +328,7 @@ impl Flows {
         admitted: Admitted,
         method: LoginMethod,
     ) -> Result<Completed, LoginError> {
+        let offer = method == LoginMethod::email && self.offers_registration(&p.org, &p.login, admitted.passkeys);
         let email = admitted.user.email.clone();
         let store = self.store.as_ref();
         let login = json::take::<LoginRequest>(store, key).await?.ok_or(LoginError::Used)?;
@@ -350,8 +364,12 @@ impl Flows {
             now,
         );
         let device_token = self.keys.get().sign(&claims, device::TYP, now).ok();
+        let location = match offer {
+            true => self.offer_passkey(&login, &session).await?,
+            false => self.finish(&login, &session).await?,
+        };
         Ok(Completed {
-            location: self.finish(&login, &session).await?,
+            location,
             session_id: session.id,
             max_age,
             device_token,

@@ -13,6 +13,7 @@
 //! - [`providers`]: logging in with an upstream identity provider (OIDC, Google, Microsoft,
 //!   GitHub): the redirect, the callback, linking the provider account to a user.
 //! - [`direct`]: `authenticate_direct`, an e-mail login started by the app's server.
+//! - [`passkey`]: passkeys (WebAuthn): the offer after an e-mail login, registration, login.
 //! - [`token`]: the standard token endpoint's grants, introspection, revocation, userinfo.
 //! - [`users`]: the user directory on the login path (a `User` per address), and sessions
 //!   that end when their user is blocked or deleted.
@@ -33,6 +34,7 @@ pub mod email;
 pub mod email_link;
 pub mod error;
 pub mod login;
+pub mod passkey;
 pub mod providers;
 pub mod token;
 pub mod users;

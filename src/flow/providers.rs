@@ -16,7 +16,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 
@@ -255,19 +254,12 @@ impl Flows {
         })
     }
 
-    /// The User of `org` carrying label `key=hash`: one label-selected list of the namespace's
-    /// Users (served from the API server's watch cache).
+    /// The User of `org` carrying label `key=hash` ([`Flows::users_labelled`]), not being
+    /// deleted (one label-selected list of the namespace's Users).
     async fn linked_user(&self, org: &Organization, key: &str, hash: &str) -> Result<Option<User>, LoginError> {
-        let ns = org.namespace().unwrap_or_default();
-        let api: Api<User> = Api::namespaced(self.kube.clone(), &ns);
-        let params = ListParams::default().labels(&format!("{key}={hash}"));
-        let list = api.list(&params).await.map_err(|e| {
-            tracing::warn!(error = %e, "the user directory (the Kubernetes API) cannot be listed");
-            LoginError::DirectoryUnavailable
-        })?;
+        let users = self.users_labelled(org, key, hash).await?;
         let org_name = org.name_any();
-        Ok(list
-            .items
+        Ok(users
             .into_iter()
             .find(|u| u.spec.organization == org_name && u.meta().deletion_timestamp.is_none()))
     }

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -73,12 +73,7 @@ impl Flows {
     /// `email`) at `org`. The user's record and when the directory was read — the session's
     /// reference time (see [`read`]) — or why they may not log in.
     pub async fn admit(&self, org: &Organization, email: &str, connection: &str) -> Result<Admitted, LoginError> {
-        let link = Link {
-            type_: connection,
-            subject: None,
-            label: None,
-        };
-        self.admit_with(org, email, &link).await
+        self.admit_with(org, email, &Link::connection(connection)).await
     }
 
     /// [`Flows::admit`] with the connection `link`: a provider's subject is recorded on the
@@ -88,10 +83,46 @@ impl Flows {
         if !org.email_domain_allowed(&email) {
             return Err(LoginError::domain_refused(&email));
         }
+        let api = self.users_api(org);
+        let (found, read_at) = read(&api, &user_name(&org.name_any(), &email)).await?;
+        self.admit_read(org, &email, found, read_at, link).await
+    }
+
+    /// The User API of `org`'s namespace.
+    pub(super) fn users_api(&self, org: &Organization) -> Api<User> {
+        Api::namespaced(self.kube.clone(), &org.namespace().unwrap_or_default())
+    }
+
+    /// The Users of `org`'s namespace carrying the label `key=value`: one label-selected LIST
+    /// (served from the API server's watch cache). The caller checks what else must hold.
+    pub(super) async fn users_labelled(
+        &self,
+        org: &Organization,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<User>, LoginError> {
+        let params = ListParams::default().labels(&format!("{key}={value}"));
+        let list = self.users_api(org).list(&params).await.map_err(directory_down)?;
+        Ok(list.items)
+    }
+
+    /// [`Flows::admit_with`] of the normalised `email` whose User the login read (`found`, at
+    /// `read_at`): a passkey login reads it itself, to find the credential.
+    pub(super) async fn admit_read(
+        &self,
+        org: &Organization,
+        email: &str,
+        found: Option<User>,
+        read_at: i64,
+        link: &Link<'_>,
+    ) -> Result<Admitted, LoginError> {
+        let email = email.to_string();
+        if !org.email_domain_allowed(&email) {
+            return Err(LoginError::domain_refused(&email));
+        }
         let (ns, org_name) = (org.namespace().unwrap_or_default(), org.name_any());
-        let api: Api<User> = Api::namespaced(self.kube.clone(), &ns);
+        let api = self.users_api(org);
         let name = user_name(&org_name, &email);
-        let (found, read_at) = read(&api, &name).await?;
         let user = match found {
             Some(user) => user,
             None if org.spec.user_creation == UserCreation::InviteOnly => return Err(LoginError::NotInvited),
@@ -127,6 +158,7 @@ impl Flows {
         Ok(Admitted {
             user: snapshot(&user, &status),
             read_at,
+            passkeys: user.spec.passkeys.as_ref().map_or(0, |p| p.credentials.len()),
         })
     }
 }
@@ -140,6 +172,17 @@ pub struct Link<'a> {
     pub subject: Option<&'a str>,
     /// The label that finds the user by the subject ([`crate::crd::provider_label`]).
     pub label: Option<(String, String)>,
+}
+
+impl<'a> Link<'a> {
+    /// The link of a login method without a subject (`password`, `email`, `passkey`).
+    pub fn connection(type_: &'a str) -> Link<'a> {
+        Link {
+            type_,
+            subject: None,
+            label: None,
+        }
+    }
 }
 
 /// Adds the provider label `label` of `link` to `user` (one metadata patch, on the first
@@ -181,7 +224,7 @@ async fn ensure_label(
 /// when it started at or before its user's access ended (`T`); the User controller records `T`
 /// after the block is visible in the API, so a login whose read saw the user unblocked read
 /// before `T` — and a session dated by that read is refused however late it is written.
-async fn read(api: &Api<User>, name: &str) -> Result<(Option<User>, i64), LoginError> {
+pub(super) async fn read(api: &Api<User>, name: &str) -> Result<(Option<User>, i64), LoginError> {
     let read_at = crate::oauth::now();
     let user = api.get_opt(name).await.map_err(directory_down)?;
     Ok((user, read_at))
@@ -274,7 +317,7 @@ fn login_manager() -> PatchParams {
     }
 }
 
-fn directory_down(e: kube::Error) -> LoginError {
+pub(super) fn directory_down(e: kube::Error) -> LoginError {
     tracing::warn!(error = %e, "the user directory (the Kubernetes API) cannot be read or written");
     LoginError::DirectoryUnavailable
 }

@@ -97,26 +97,7 @@ fn wait_page(state: &AppState, p: &Pending, a: &Attempt) -> Response {
         continue_ = t("continue", "Continue"),
     );
     let mut resp = html::login_page(state, &p.login, &content, StatusCode::OK);
-    let hash = {
-        use base64::Engine;
-        let digest = ring::digest::digest(&ring::digest::SHA256, POLL_SCRIPT.as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
-    };
-    let headers = resp.headers_mut();
-    if let Some(csp) = headers
-        .get(header::CONTENT_SECURITY_POLICY)
-        .and_then(|v| v.to_str().ok())
-    {
-        let csp = csp.replacen(
-            "default-src 'none';",
-            &format!("default-src 'none'; script-src 'sha256-{hash}'; connect-src 'self';"),
-            1,
-        );
-        if let Ok(v) = HeaderValue::from_str(&csp) {
-            headers.insert(header::CONTENT_SECURITY_POLICY, v);
-        }
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    html::allow_script(&mut resp, POLL_SCRIPT);
     resp
 }
 

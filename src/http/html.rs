@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::crd::{Provider, ProviderType};
+use super::passkey_script::SCRIPT;
+use crate::crd::{LoginMethods, Provider, ProviderType};
 use crate::flow::login::LoginError;
 use crate::flow::login::LoginRequest;
 
@@ -44,16 +45,7 @@ impl IntoResponse for ErrorPage {
 /// The page of a login step that cannot go on. A CSRF mismatch in an embedded login keeps
 /// the page framable and names the likely cause: a browser that blocks cookies in frames.
 pub fn login_error(state: &AppState, e: LoginError) -> Response {
-    let status = match &e {
-        LoginError::Unavailable | LoginError::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        LoginError::Csrf(_) | LoginError::DomainNotAllowed(_) | LoginError::NotInvited | LoginError::Blocked => {
-            StatusCode::FORBIDDEN
-        }
-        LoginError::DirectoryConflict(_) | LoginError::ProviderAccountConflict(_) => StatusCode::CONFLICT,
-        LoginError::ProviderEmailUnverified(_) | LoginError::ProviderDenied(_) => StatusCode::FORBIDDEN,
-        LoginError::ProviderUnavailable(_) | LoginError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
-        _ => StatusCode::BAD_REQUEST,
-    };
+    let status = status_of(&e);
     if let LoginError::Csrf(login) = &e
         && login.embed
     {
@@ -69,10 +61,27 @@ pub fn login_error(state: &AppState, e: LoginError) -> Response {
     .into_response()
 }
 
+/// The HTTP status of a login step that cannot go on.
+pub fn status_of(e: &LoginError) -> StatusCode {
+    match e {
+        LoginError::Unavailable | LoginError::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        LoginError::Csrf(_) | LoginError::DomainNotAllowed(_) | LoginError::NotInvited | LoginError::Blocked => {
+            StatusCode::FORBIDDEN
+        }
+        LoginError::DirectoryConflict(_) | LoginError::ProviderAccountConflict(_) => StatusCode::CONFLICT,
+        LoginError::ProviderEmailUnverified(_) | LoginError::ProviderDenied(_) => StatusCode::FORBIDDEN,
+        LoginError::ProviderUnavailable(_) | LoginError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
+        LoginError::Passkey(crate::flow::passkey::webauthn::PasskeyError::Throttled) => StatusCode::TOO_MANY_REQUESTS,
+        LoginError::Passkey(_) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
 /// The first page of a login: the password form, the "e-mail me a code" form, or one form
 /// with both buttons when both methods are enabled (no JavaScript: the code button posts to
 /// `/login/email` with `formaction` and skips the password's `required` with
-/// `formnovalidate`).
+/// `formnovalidate`); above it the passkey button when passkeys are offered, below it the
+/// providers' buttons.
 pub fn form_response(
     state: &AppState,
     login: &LoginRequest,
@@ -86,6 +95,46 @@ pub fn form_response(
         .map(|o| o.spec.login_methods.clone())
         .unwrap_or_default();
     let t = |key: &str, default: &str| escape(&text(login, key, default));
+    let providers = provider_buttons(login, login_id, csrf, &methods.providers);
+    let Some((action, buttons)) = address_form(login, &methods) else {
+        return providers_only(state, login, &providers, error, status);
+    };
+    // CentralAuth's order: passkey, e-mail (and password), providers. The script comes last:
+    // it reads the e-mail field the passkey login may use.
+    let passkey = passkeys_offered(state, login).then(|| passkey_form(login, login_id, csrf));
+    let content = format!(
+        r#"<p>{intro}</p>{message}{passkey}
+<form method="post" action="{action}">
+{hidden}
+<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
+{buttons}
+</form>{providers}{script}"#,
+        intro = match login.affirm {
+            true => t("loginPageAffirmIntro", "Confirm it is you: log in again to continue."),
+            false => t("loginPageIntro", "Log in to continue."),
+        },
+        message = alert(error.or(login.message.as_deref())),
+        passkey = passkey.as_deref().unwrap_or_default(),
+        hidden = hidden_fields(login_id, csrf),
+        email_label = t("emailAddress", "E-mail address"),
+        email = escape(login.email.as_deref().unwrap_or_default()),
+        script = if passkey.is_some() {
+            format!("<script>{SCRIPT}</script>")
+        } else {
+            String::new()
+        },
+    );
+    let mut resp = login_page(state, login, &content, status);
+    if passkey.is_some() {
+        allow_script(&mut resp, SCRIPT);
+    }
+    resp
+}
+
+/// The action and buttons of the address form: the password field and button, the "e-mail me
+/// a code" button, or both; `None` when neither method is enabled.
+fn address_form(login: &LoginRequest, methods: &LoginMethods) -> Option<(&'static str, String)> {
+    let t = |key: &str, default: &str| escape(&text(login, key, default));
     let password = methods.passwords.is_some().then(|| {
         format!(
             r#"<label for="password">{label}</label><input id="password" name="password" type="password" autocomplete="current-password" required>
@@ -95,11 +144,7 @@ pub fn form_response(
         )
     });
     let code_button = |extra: &str| code_button(&t("sendCode", "E-mail me a code"), extra);
-    let providers = provider_buttons(login, login_id, csrf, &methods.providers);
-    if password.is_none() && methods.email.is_none() {
-        return providers_only(state, login, &providers, error, status);
-    }
-    let (action, buttons) = match (password, methods.email.is_some()) {
+    Some(match (password, methods.email.is_some()) {
         (Some(pw), true) => (
             "/login",
             format!(
@@ -109,25 +154,34 @@ pub fn form_response(
             ),
         ),
         (Some(pw), false) => ("/login", pw),
-        (None, _) => ("/login/email", code_button("")),
-    };
-    let content = format!(
-        r#"<p>{intro}</p>{message}
-<form method="post" action="{action}">
-{hidden}
-<label for="email">{email_label}</label><input id="email" name="email" type="email" autocomplete="username" required value="{email}">
-{buttons}
-</form>{providers}"#,
-        intro = match login.affirm {
-            true => t("loginPageAffirmIntro", "Confirm it is you: log in again to continue."),
-            false => t("loginPageIntro", "Log in to continue."),
-        },
-        message = alert(error.or(login.message.as_deref())),
+        (None, true) => ("/login/email", code_button("")),
+        (None, false) => return None,
+    })
+}
+
+/// Whether the login page of `login` offers passkeys (the organization enables them and the
+/// login is on its own host).
+fn passkeys_offered(state: &AppState, login: &LoginRequest) -> bool {
+    state
+        .org_by_key(&login.request.org)
+        .is_some_and(|o| state.passkeys_offered(&o, login))
+}
+
+/// The passkey part of the login page: a form the script submits with the assertion, and its
+/// button (hidden until the script shows it).
+fn passkey_form(login: &LoginRequest, login_id: &str, csrf: &str) -> String {
+    let t = |key: &str, default: &str| escape(&text(login, key, default));
+    format!(
+        r#"<form id="passkey-form" method="post" action="/login/passkey">{hidden}<input type="hidden" name="email" value=""><input type="hidden" name="credential" value="">
+<button type="button" id="passkey-login" class="secondary" hidden>{label}</button>
+<p class="error" id="passkey-error" role="alert" data-cancelled="{cancelled}" hidden></p></form>"#,
         hidden = hidden_fields(login_id, csrf),
-        email_label = t("emailAddress", "E-mail address"),
-        email = escape(login.email.as_deref().unwrap_or_default()),
-    );
-    login_page(state, login, &content, status)
+        label = t("passkeyLogin", "Log in with a passkey"),
+        cancelled = t(
+            "passkeyCancelled",
+            "The passkey was not used. Try again, or log in another way."
+        ),
+    )
 }
 
 /// The "e-mail me a code" button with `extra` attributes.
@@ -249,6 +303,29 @@ pub fn login_page(state: &AppState, login: &LoginRequest, content: &str, status:
         framers.join(" ")
     };
     (status, html_headers(&ancestors), styled_page(&name, &look.css, &body)).into_response()
+}
+
+/// Lets `resp`'s page run the inline `script` (and fetch from its own origin): its SHA-256 is
+/// added to the page's CSP, so no other script runs. The page is not cached.
+pub fn allow_script(resp: &mut Response, script: &str) {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, script.as_bytes());
+    let hash = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    let headers = resp.headers_mut();
+    if let Some(csp) = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    {
+        let csp = csp.replacen(
+            "default-src 'none';",
+            &format!("default-src 'none'; script-src 'sha256-{hash}'; connect-src 'self';"),
+            1,
+        );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 /// Security headers of every HTML page; `frame_ancestors` is the CSP source list. A page that

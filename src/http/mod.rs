@@ -21,6 +21,8 @@ pub mod form;
 pub mod html;
 pub mod login;
 pub mod oauth2;
+pub mod passkey;
+pub mod passkey_script;
 pub mod providers;
 pub mod routing;
 pub mod theme;
@@ -87,6 +89,12 @@ pub fn public_router(state: AppState) -> Router {
         .route("/login/provider", post(providers::start))
         .route("/login/wait", get(email_link::wait))
         .route("/login/mail", get(email_link::link_page).post(email_link::open_link))
+        .route("/login/passkey", post(passkey::login))
+        .route("/login/passkey/options", post(passkey::login_options))
+        .route("/login/passkey/offer", get(passkey::offer))
+        .route("/login/passkey/register/options", post(passkey::registration_options))
+        .route("/login/passkey/register", post(passkey::register))
+        .route("/login/passkey/skip", post(passkey::skip))
         .merge(api_routes())
         // RFC 8414 §3 inserts the well-known segment before the issuer's path.
         .route("/.well-known/openid-configuration/o/{cid}", get(oauth2::discovery))

@@ -50,6 +50,13 @@ pub struct Tally {
     address: &'static str,
 }
 
+/// Refused passkey assertions (per credential ID and per address; the address counter is the
+/// one password and code failures count in).
+pub const PASSKEY: Tally = Tally {
+    subject: "passkey",
+    address: "addr",
+};
+
 /// Failed client authentications (per client ID; address counter shared with logins).
 pub const CLIENT: Tally = Tally {
     subject: "client",

@@ -60,6 +60,8 @@ pub enum LoginMethod {
     email,
     /// Password from the organization's accounts Secret.
     password,
+    /// A passkey (WebAuthn).
+    passkey,
     /// An upstream identity provider (`loginMethods.providers`).
     provider,
 }

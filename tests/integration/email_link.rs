@@ -1,7 +1,9 @@
 //! `loginMethods.email.attemptType: Link | Challenge` against the real SMTP server: the links
 //! are read from the received message and opened in a second HTTP client (another device,
 //! its own cookies); the starting client completes by reloading its wait page. Used, expired
-//! and wrong links are refused with a clear page.
+//! and wrong links are refused with a clear page. The same end to end in two headless
+//! Chromiums (`tests/clients/node/email_link_browser.mjs`): the starting browser's page script
+//! polls and continues by itself once the other browser opened the link or clicked the number.
 
 use std::time::Duration;
 
@@ -337,4 +339,143 @@ async fn authenticate_direct_answers_with_the_number_and_invite_only_refuses_at_
     let refused = look().await.unwrap();
     assert_eq!(refused.status(), 403);
     assert!(refused.text().await.unwrap().contains("has not been invited"));
+}
+
+/// A server and an organization of `kind` whose callback is a local app (so a browser lands on
+/// a page that answers), with `link_ttl` when given; the SMTP server; the callback URL.
+async fn browser_setup(test: &str, kind: &str, link_ttl: Option<Duration>) -> (Server, SmtpServer, Tenant, String) {
+    let server = Server::start_with(test, |s| {
+        if let Some(ttl) = link_ttl {
+            s.email_codes.link_ttl = ttl;
+        }
+    })
+    .await;
+    let smtp = SmtpServer::start(Security::None, None, None).await;
+    let (app_port, callback) = crate::oauth_browser::callback_app().await;
+    let mut method = smtp.login_method(Security::None, None);
+    method["attemptType"] = json!(kind);
+    let spec = json!({"allowLocalhost": true, "allowedOrigins": [format!("http://localhost:{app_port}")],
+                      "redirectUris": [callback], "loginMethods": {"email": method}});
+    let mut t = server.tenant("linkbrow", spec, &[]).await;
+    t.activate_secret(&server, "linkbrow-secret").await;
+    (server, smtp, t, callback)
+}
+
+/// Runs `tests/clients/node/email_link_browser.mjs`: device A asks for the e-mail to `email`
+/// (the `index`th message) on the CentralAuth login page and waits; device B opens a link.
+async fn two_browsers(t: &Tenant, callback: &str, smtp: &SmtpServer, email: &str, index: usize, extra: Value) -> Value {
+    let artifacts = crate::support::repo_root().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let mut input = json!({"url": t.login_url(callback, &[("state", "st-1")]), "email": email,
+                           "maildir": smtp.maildir, "mailIndex": index, "callbackPrefix": callback,
+                           "artifacts": artifacts});
+    for (k, v) in extra.as_object().unwrap() {
+        input[k] = v.clone();
+    }
+    crate::oauth_clients::node("email_link_browser.mjs", &input).await
+}
+
+#[tokio::test]
+async fn chromium_opens_an_e_mail_link_on_either_device_and_only_once() {
+    let (server, smtp, t, cb) = browser_setup("email-link-chromium", "Link", None).await;
+    let there = two_browsers(
+        &t,
+        &cb,
+        &smtp,
+        "ida@example.com",
+        1,
+        json!({"mode": "there", "reopen": true, "shots": "link-"}),
+    )
+    .await;
+    assert_eq!(
+        there["shown"], there["mailShows"],
+        "the page and the e-mail show one token: {there}"
+    );
+    assert_eq!(
+        (there["opened"].as_str(), there["landedOn"].as_str()),
+        (Some("confirmed"), Some("A")),
+        "{there}"
+    );
+    assert_eq!(there["state"], "st-1");
+    assert_eq!(there["reopened"], "gone", "a link works once");
+    let http = server.http(&[]);
+    let verified = t.verify(&http, there["code"].as_str().unwrap(), &cb, None).await;
+    let app_origin = cb.trim_end_matches("/cb");
+    let user = t
+        .userinfo(&http, verified["access_token"].as_str().unwrap(), app_origin)
+        .await;
+    assert_eq!(user["email"], "ida@example.com", "{user}");
+
+    let here = two_browsers(&t, &cb, &smtp, "ivo@example.com", 2, json!({"mode": "here"})).await;
+    assert_eq!(
+        (here["opened"].as_str(), here["landedOn"].as_str()),
+        (Some("landed"), Some("B")),
+        "{here}"
+    );
+}
+
+#[tokio::test]
+async fn chromium_answers_a_challenge_wrongly_then_rightly() {
+    let (_server, smtp, t, cb) = browser_setup("email-challenge-chromium", "Challenge", None).await;
+    let wrong = two_browsers(
+        &t,
+        &cb,
+        &smtp,
+        "jo@example.com",
+        1,
+        json!({"mode": "challenge", "wrong": true}),
+    )
+    .await;
+    assert_eq!(wrong["numbers"].as_array().unwrap().len(), 3, "{wrong}");
+    assert_eq!(wrong["opened"], "burned", "{wrong}");
+    assert!(
+        wrong["aAfter"]
+            .as_str()
+            .unwrap()
+            .contains("expired, was used or no longer works"),
+        "{wrong}"
+    );
+
+    let right = two_browsers(
+        &t,
+        &cb,
+        &smtp,
+        "jan@example.com",
+        2,
+        json!({"mode": "challenge", "shots": "challenge-"}),
+    )
+    .await;
+    assert!(
+        right["numbers"].as_array().unwrap().contains(&right["shown"]),
+        "{right}"
+    );
+    assert_eq!(
+        (right["opened"].as_str(), right["landedOn"].as_str()),
+        (Some("confirmed"), Some("A")),
+        "{right}"
+    );
+    assert!(right["code"].is_string());
+}
+
+#[tokio::test]
+async fn chromium_finds_an_expired_link_refused() {
+    let (_server, smtp, t, cb) =
+        browser_setup("email-link-chromium-expired", "Link", Some(Duration::from_secs(2))).await;
+    let late = two_browsers(
+        &t,
+        &cb,
+        &smtp,
+        "kim@example.com",
+        1,
+        json!({"mode": "there", "delayMs": 3500}),
+    )
+    .await;
+    assert_eq!(late["opened"], "gone", "{late}");
+    assert!(
+        late["aAfter"]
+            .as_str()
+            .unwrap()
+            .contains("expired, was used or no longer works"),
+        "{late}"
+    );
 }

@@ -32,6 +32,7 @@ mod oauth_logs;
 mod oauth_prompt;
 mod oauth_refusals;
 mod organization;
+mod passkeys;
 mod providers;
 mod rbac;
 mod release;

@@ -12,15 +12,16 @@ use crate::support::oauth::{Server, Tenant};
 use crate::support::smtp::{Security, SmtpServer};
 
 /// The app: a bare axum server on another loopback port with the callback `/cb`, and
-/// `/embed?src=<url>`, a page that shows `<url>` in an iframe. Returns its port and the
-/// callback URL.
-async fn callback_app() -> (u16, String) {
+/// `/embed?src=<url>`, a page that shows `<url>` in an iframe (which may use passkeys, as the
+/// official client's iframe allows). Returns its port and the callback URL.
+pub(crate) async fn callback_app() -> (u16, String) {
     let app = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app_port = app.local_addr().unwrap().port();
     let embed = |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
         let src = q["src"].replace('&', "&amp;").replace('"', "&quot;");
         axum::response::Html(format!(
-            "<h1>The app</h1><iframe src=\"{src}\" width=\"600\" height=\"500\"></iframe>"
+            "<h1>The app</h1><iframe src=\"{src}\" width=\"600\" height=\"600\" \
+             allow=\"publickey-credentials-get *; publickey-credentials-create *\"></iframe>"
         ))
     };
     let handler = axum::Router::new()

@@ -67,8 +67,9 @@ The permissions the controllers need in every watched namespace (or cluster-wide
   resources: [secrets, configmaps]
   verbs: [get, list, watch, create, patch, update, delete]
 # Users: the login path reads one User by name, creates it at a first login and patches its
-# status; the leader's User controller lists and watches them, and patches the finalizer and
-# status. Nobody updates or deletes Users but their admins.
+# status and its passkeys (spec.passkeys); a discoverable passkey login lists the Users with
+# one user-handle label; the leader's User controller lists and watches them, and patches the
+# finalizer and status. Nobody updates or deletes Users but their admins.
 - apiGroups: [centralauth.io]
   resources: [users]
   verbs: [get, list, watch, create, patch]

@@ -7,34 +7,21 @@
 // login page (url, with embed=1) — and logs in inside the frame.
 // Input: JSON {url, embedUrl?, email, password?, maildir?, shots?, callbackPrefix, artifacts}
 // in argv[2].
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch } from './chromium.mjs';
+import { emailedCode, launch, openLogin, screenshot as shoot } from './chromium.mjs';
 
 const input = JSON.parse(process.argv[2]);
 const { browser, close } = await launch();
 try {
   const page = await browser.newPage();
-  const response = await openLogin(page);
+  const response = await openLogin(page, input);
   const headers = response.headers();
   if (response.status() !== 200) throw new Error(`login page answered ${response.status()}: ${await response.text()}`);
   // The document that holds the form: the page itself, or the iframe when embedded.
   const form = input.embedUrl ? await (await page.waitForSelector('iframe')).contentFrame() : page.mainFrame();
   await form.waitForSelector('#email');
-  // Screenshots (artifacts for people; the tests check they were written). Chromium sometimes
-  // answers "Unable to capture screenshot" on a busy machine: try three times.
-  const screenshot = async (name, fullPage = true) => {
-    const path = join(input.artifacts, `${input.shots ?? ''}${name}.png`);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await page.screenshot({ path, fullPage });
-      } catch (e) {
-        if (attempt === 3) throw e;
-        console.error(`screenshot ${name}, attempt ${attempt}: ${e.message.split('\n')[0]}`);
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-  };
+  // Screenshots: artifacts for people; the tests check they were written.
+  const screenshot = (name, fullPage = true) => shoot(page, input, name, fullPage);
   await form.fill('#email', input.email);
   if (input.maildir) {
     await screenshot('login-page');
@@ -64,23 +51,4 @@ try {
   }));
 } finally {
   await close();
-}
-
-// Opens the login page — directly, or through the embedding page — and returns its response.
-async function openLogin(page) {
-  if (!input.embedUrl) return page.goto(input.url);
-  const [response] = await Promise.all([
-    page.waitForResponse((r) => r.url().startsWith(input.url.split('?')[0])),
-    page.goto(input.embedUrl),
-  ]);
-  return response;
-}
-
-// The 5-digit code of the first message the test SMTP server received (waits up to 20 s).
-async function emailedCode(path) {
-  for (let i = 0; i < 200 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 100));
-  const { data } = JSON.parse(readFileSync(path, 'utf8'));
-  const match = data.match(/^ {4}(\d{5})\r?$/m);
-  if (!match) throw new Error(`no code in the e-mail: ${data}`);
-  return match[1];
 }

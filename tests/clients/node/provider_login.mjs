@@ -5,8 +5,7 @@
 // on a page saying why not. Screenshots go to input.artifacts, prefixed with input.shots.
 // Input: JSON {url, provider, callbackPrefix, artifacts, shots} in argv[2].
 // Output: {landed, code, state, status, text, buttons, scripts}.
-import { join } from 'node:path';
-import { launch } from './chromium.mjs';
+import { launch, screenshot as shoot } from './chromium.mjs';
 
 const input = JSON.parse(process.argv[2]);
 const { browser, close } = await launch();
@@ -16,17 +15,7 @@ try {
   page.on('response', (r) => {
     if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) last = r;
   });
-  const screenshot = async (name) => {
-    const path = join(input.artifacts, `${input.shots ?? ''}${name}.png`);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await page.screenshot({ path });
-      } catch (e) {
-        if (attempt === 3) throw e;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-  };
+  const screenshot = (name) => shoot(page, input, name, false);
   const first = await page.goto(input.url);
   if (first.status() !== 200) throw new Error(`login page answered ${first.status()}`);
   const button = `#provider-${input.provider}`;

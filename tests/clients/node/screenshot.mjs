@@ -1,7 +1,7 @@
 // Headless Debian Chromium (playwright-core) opens each URL of input.shots and saves a
 // full-page screenshot of it. Input: JSON {shots: [{url, path}]} in argv[2]; prints
 // {statuses: [...]}.
-import { launch } from './chromium.mjs';
+import { launch, screenshotTo } from './chromium.mjs';
 
 const input = JSON.parse(process.argv[2]);
 const { browser, close } = await launch({ viewport: { width: 1100, height: 700 } });
@@ -12,15 +12,7 @@ try {
     const response = await page.goto(shot.url);
     statuses.push(response.status());
     await page.waitForSelector('#email');
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await page.screenshot({ path: shot.path, fullPage: true });
-        break;
-      } catch (e) {
-        if (attempt === 3) throw e;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
+    await screenshotTo(page, shot.path);
     await page.close();
   }
   console.log(JSON.stringify({ statuses }));
