@@ -5,7 +5,7 @@ binary, peers and wrk. Absolute figures on a shared 2-core machine are noise; th
 ratios against a baseline measured in the same run, in alternating rounds.
 """
 
-import os, random, re, socket, string, subprocess, tempfile, time, urllib.request
+import os, random, re, socket, string, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TESTENV = os.path.join(ROOT, "tests/testenv/testenv.sh")
@@ -129,3 +129,51 @@ def post_lua(body, headers):
 def median(values):
     values = sorted(values)
     return values[len(values) // 2]
+
+
+def percentile(samples, p):
+    s = sorted(samples)
+    return s[round((len(s) - 1) * p)]
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        kib = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+    return kib / 1024
+
+
+def start_operator(binary, env, ns, port, admin, log, prefix=()):
+    """Starts `binary run` serving http://*.localhost:<port> (admin server on `admin`), leader
+    election on, watching only `ns` (also its own namespace), logging to the file `log`
+    (RUST_LOG from BENCH_RUST_LOG, default info). `prefix` goes before the command (taskset…)."""
+    args = list(prefix) + [binary, "run", "--base-domain", "localhost", "--public-scheme", "http",
+                           "--public-port", str(port), "--listen", f"127.0.0.1:{port}",
+                           "--admin-listen", f"127.0.0.1:{admin}", "--namespace", ns, "--watch-namespace", ns]
+    with open(log, "w") as logfile:
+        return subprocess.Popen(args, env=dict(env, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info")),
+                                stdout=logfile, stderr=subprocess.STDOUT)
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL after 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def delete_namespace(ns, proc, timeout):
+    """Deletes the namespace while the operator `proc` still runs (it lifts its finalizers) and
+    waits up to `timeout` seconds for it to go."""
+    kubectl("delete", "namespace", ns, "--wait=false")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        done = subprocess.run([TESTENV, "kubectl", "get", "namespace", ns], capture_output=True)
+        if done.returncode != 0:
+            return
+        time.sleep(2)
+    print(f"namespace {ns} still terminating; finalizers (ClientSecrets, Users) may need lifting by hand",
+          file=sys.stderr)
+
