@@ -177,3 +177,53 @@ def delete_namespace(ns, proc, timeout):
     print(f"namespace {ns} still terminating; finalizers (ClientSecrets, Users) may need lifting by hand",
           file=sys.stderr)
 
+
+def api_counts():
+    """The API server's request counters (`apiserver_request_total`, read from its /metrics),
+    summed per "VERB resource[/subresource]". Watches, lease renewals (they run on their own
+    clock) and requests without a resource (/metrics itself, discovery) are left out. The
+    counters are the whole API server's: other clients (kube-controller-manager…) count too."""
+    counts = {}
+    for line in kubectl("get", "--raw", "/metrics").splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        verb, resource, sub = labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", "")
+        if verb == "WATCH" or not resource or resource == "leases":
+            continue
+        key = f"{verb} {resource}/{sub}" if sub else f"{verb} {resource}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def api_counts_settled(limit=60):
+    """api_counts once they stop moving (unchanged over one second, up to `limit` seconds), so
+    the work a burst triggers after its last answer is counted."""
+    last = api_counts()
+    for _ in range(limit):
+        time.sleep(1)
+        now = api_counts()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def api_delta(after, before):
+    """after - before, per key, without the keys that did not move."""
+    keys = set(after) | set(before)
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys if after.get(k, 0.0) != before.get(k, 0.0)}
+
+
+def is_write(key):
+    return not key.startswith(("GET ", "LIST "))
+
+
+def print_api(what, delta, per):
+    """Requests and writes per `per` (e.g. per login), with the breakdown."""
+    per = max(per, 1)
+    total = sum(delta.values()) / per
+    writes = sum(v for k, v in delta.items() if is_write(k)) / per
+    print(f"{what}: {total:.2f} API requests, {writes:.2f} writes")
+    for k, v in sorted(delta.items(), key=lambda kv: (-abs(kv[1]), kv[0])):
+        print(f"    {v / per:>7.3f}  {k}   ({v:.0f} in all)")
