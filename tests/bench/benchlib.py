@@ -5,7 +5,7 @@ binary, peers and wrk. Absolute figures on a shared 2-core machine are noise; th
 ratios against a baseline measured in the same run, in alternating rounds.
 """
 
-import os, random, re, socket, string, subprocess, tempfile, time, urllib.request
+import os, random, re, socket, string, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TESTENV = os.path.join(ROOT, "tests/testenv/testenv.sh")
@@ -129,3 +129,101 @@ def post_lua(body, headers):
 def median(values):
     values = sorted(values)
     return values[len(values) // 2]
+
+
+def percentile(samples, p):
+    s = sorted(samples)
+    return s[round((len(s) - 1) * p)]
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        kib = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+    return kib / 1024
+
+
+def start_operator(binary, env, ns, port, admin, log, prefix=()):
+    """Starts `binary run` serving http://*.localhost:<port> (admin server on `admin`), leader
+    election on, watching only `ns` (also its own namespace), logging to the file `log`
+    (RUST_LOG from BENCH_RUST_LOG, default info). `prefix` goes before the command (taskset…)."""
+    args = list(prefix) + [binary, "run", "--base-domain", "localhost", "--public-scheme", "http",
+                           "--public-port", str(port), "--listen", f"127.0.0.1:{port}",
+                           "--admin-listen", f"127.0.0.1:{admin}", "--namespace", ns, "--watch-namespace", ns]
+    with open(log, "w") as logfile:
+        return subprocess.Popen(args, env=dict(env, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info")),
+                                stdout=logfile, stderr=subprocess.STDOUT)
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL after 30 s."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def delete_namespace(ns, proc, timeout):
+    """Deletes the namespace while the operator `proc` still runs (it lifts its finalizers) and
+    waits up to `timeout` seconds for it to go."""
+    kubectl("delete", "namespace", ns, "--wait=false")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        done = subprocess.run([TESTENV, "kubectl", "get", "namespace", ns], capture_output=True)
+        if done.returncode != 0:
+            return
+        time.sleep(2)
+    print(f"namespace {ns} still terminating; finalizers (ClientSecrets, Users) may need lifting by hand",
+          file=sys.stderr)
+
+
+def api_counts():
+    """The API server's request counters (`apiserver_request_total`, read from its /metrics),
+    summed per "VERB resource[/subresource]". Watches, lease renewals (they run on their own
+    clock) and requests without a resource (/metrics itself, discovery) are left out. The
+    counters are the whole API server's: other clients (kube-controller-manager…) count too."""
+    counts = {}
+    for line in kubectl("get", "--raw", "/metrics").splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        verb, resource, sub = labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", "")
+        if verb == "WATCH" or not resource or resource == "leases":
+            continue
+        key = f"{verb} {resource}/{sub}" if sub else f"{verb} {resource}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def api_counts_settled(limit=60):
+    """api_counts once they stop moving (unchanged over one second, up to `limit` seconds), so
+    the work a burst triggers after its last answer is counted."""
+    last = api_counts()
+    for _ in range(limit):
+        time.sleep(1)
+        now = api_counts()
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def api_delta(after, before):
+    """after - before, per key, without the keys that did not move."""
+    keys = set(after) | set(before)
+    return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in keys if after.get(k, 0.0) != before.get(k, 0.0)}
+
+
+def is_write(key):
+    return not key.startswith(("GET ", "LIST "))
+
+
+def print_api(what, delta, per):
+    """Requests and writes per `per` (e.g. per login), with the breakdown."""
+    per = max(per, 1)
+    total = sum(delta.values()) / per
+    writes = sum(v for k, v in delta.items() if is_write(k)) / per
+    print(f"{what}: {total:.2f} API requests, {writes:.2f} writes")
+    for k, v in sorted(delta.items(), key=lambda kv: (-abs(kv[1]), kv[0])):
+        print(f"    {v / per:>7.3f}  {k}   ({v:.0f} in all)")

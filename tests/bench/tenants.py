@@ -13,7 +13,7 @@ import base64, concurrent.futures, http.client, json, os, random, re, socket, su
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as b
-from benchlib import kubectl, sh, free_port, wait_http
+from benchlib import kubectl, sh, free_port, wait_http, percentile, rss_mib
 
 N = int(os.environ.get("BENCH_TENANTS", "1000"))
 CHUNK = int(os.environ.get("BENCH_CHUNK", "100"))
@@ -70,12 +70,6 @@ def sockets_to(pid, port):
     return count
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        kib = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-    return kib / 1024
-
-
 def phases(ns):
     out = kubectl("get", "clientsecrets", "-n", ns, "--chunk-size=2000", "-o", "custom-columns=P:.status.phase", "--no-headers")
     return out.split()
@@ -84,11 +78,6 @@ def phases(ns):
 def lease_losses(log):
     with open(log, errors="replace") as f:
         return sum(1 for line in f if LOST in line)
-
-
-def percentile(samples, p):
-    s = sorted(samples)
-    return s[round((len(s) - 1) * p)]
 
 
 def token_latencies(ns, suffix, port):
@@ -148,12 +137,7 @@ def main():
     port, admin = free_port(), free_port()
     pin = ["taskset", "-c", "0"] if STARVE else []
     busy = subprocess.Popen(pin + [sys.executable, "-c", "while True: pass"]) if STARVE else None
-    args = pin + [OPERATOR, "run", "--base-domain", "localhost", "--public-scheme", "http", "--public-port", str(port),
-                  "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                  "--namespace", ns, "--watch-namespace", ns]
-    logfile = open(log, "w")
-    proc = subprocess.Popen(args, env=dict(env, RUST_LOG=os.environ.get("BENCH_RUST_LOG", "info")),
-                            stdout=logfile, stderr=subprocess.STDOUT)
+    proc = b.start_operator(OPERATOR, env, ns, port, admin, log, prefix=pin)
     try:
         wait_http(f"http://127.0.0.1:{admin}/readyz", timeout=120)
         print(f"tenants benchmark: {N} tenants in namespace {ns}; operator {OPERATOR}"
@@ -201,29 +185,11 @@ def main():
         print(f"lease losses: {lease_losses(log)} (\"{LOST}\" in the log)")
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
-            cleanup(ns, proc)
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        logfile.close()
+            b.delete_namespace(ns, proc, timeout=120 + N * 0.05)
+        b.stop(proc)
         if busy:
             busy.terminate()
             busy.wait()
-
-
-def cleanup(ns, proc):
-    """Deletes the namespace while the operator still runs (it lifts its finalizers)."""
-    kubectl("delete", "namespace", ns, "--wait=false")
-    deadline = time.time() + 120 + N * 0.05
-    while time.time() < deadline and proc.poll() is None:
-        done = subprocess.run([b.TESTENV, "kubectl", "get", "namespace", ns], capture_output=True)
-        if done.returncode != 0:
-            return
-        time.sleep(2)
-    print(f"namespace {ns} still terminating; its ClientSecrets' finalizers may need lifting by hand", file=sys.stderr)
 
 
 if __name__ == "__main__":
