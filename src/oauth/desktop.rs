@@ -24,7 +24,7 @@
 //! Nothing here logs, and no error repeats the assertion.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use rustls::pki_types::{CertificateDer, SignatureVerificationAlgorithm};
 use serde_json::Value;
 
@@ -170,28 +170,17 @@ impl<'a> Jws<'a> {
         if assertion.len() > MAX_ASSERTION {
             return Err(Malformed);
         }
-        let mut parts = assertion.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(Malformed);
-        };
-        let json = |part: &str| -> Result<Value, AssertionError> {
-            let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| Malformed)?;
-            serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .filter(Value::is_object)
-                .ok_or(Malformed)
-        };
-        let (header, claims) = (json(h)?, json(p)?);
+        let jws = super::jws::parse(assertion).ok_or(Malformed)?;
         let alg = ALGORITHMS
             .into_iter()
-            .find(|a| header["alg"].as_str() == Some(a))
+            .find(|a| jws.header["alg"].as_str() == Some(a))
             .ok_or(AssertionError::Algorithm)?;
         Ok(Jws {
             alg,
-            header,
-            claims,
-            signing_input: &assertion[..h.len() + 1 + p.len()],
-            signature: URL_SAFE_NO_PAD.decode(s).map_err(|_| Malformed)?,
+            header: jws.header,
+            claims: jws.claims,
+            signing_input: jws.signing_input,
+            signature: jws.signature,
         })
     }
 

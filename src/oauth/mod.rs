@@ -32,6 +32,7 @@ pub mod error;
 pub mod grant;
 pub mod hijack;
 pub mod jwe;
+pub mod jws;
 pub mod keys;
 pub mod maillink;
 pub mod otp;

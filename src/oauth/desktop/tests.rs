@@ -6,6 +6,7 @@ use ring::signature::{self, EcdsaKeyPair, RsaKeyPair};
 use serde_json::{Value, json};
 
 use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 const EC_CERT: &[u8] = include_bytes!("testdata/ec.der");
 const EC_KEY: &[u8] = include_bytes!("testdata/ec.pk8");

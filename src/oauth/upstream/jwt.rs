@@ -121,29 +121,20 @@ struct Header {
 }
 
 /// The parts of a compact JWS: header, claims, signing input and signature.
-struct Parts {
+struct Parts<'a> {
     header: Header,
     claims: Value,
-    signing_input: String,
+    signing_input: &'a str,
     signature: Vec<u8>,
 }
 
-fn split(token: &str) -> Result<Parts, TokenError> {
-    let mut it = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
-        return Err(TokenError::Malformed);
-    };
-    let decode = |p: &str| URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::Malformed);
-    let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| TokenError::Malformed)?;
-    let claims: Value = serde_json::from_slice(&decode(c)?).map_err(|_| TokenError::Malformed)?;
-    if !claims.is_object() {
-        return Err(TokenError::Malformed);
-    }
+fn split(token: &str) -> Result<Parts<'_>, TokenError> {
+    let compact = crate::oauth::jws::parse(token).ok_or(TokenError::Malformed)?;
     Ok(Parts {
-        header,
-        claims,
-        signing_input: format!("{h}.{c}"),
-        signature: decode(s)?,
+        header: serde_json::from_value(compact.header).map_err(|_| TokenError::Malformed)?,
+        claims: compact.claims,
+        signing_input: compact.signing_input,
+        signature: compact.signature,
     })
 }
 

@@ -183,10 +183,7 @@ fn expected_issuer(discovery: &Discovery, token: &str) -> String {
 }
 
 fn unverified_claims(token: &str) -> Option<Value> {
-    use base64::Engine;
-    let part = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    Some(crate::oauth::jws::parse(token)?.claims)
 }
 
 /// One code exchange: the provider, its secret and what the login sent.
