@@ -284,4 +284,4 @@ pub fn listed_on<'a>(host: &str, orgs: &[Arc<Organization>], apps: &'a [Arc<Nati
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -11,7 +11,8 @@
 //!    teams who host them elsewhere. Every listed app is a (non-controller) owner, so the
 //!    garbage collector deletes the ConfigMap with the last app; a remaining app rewrites it
 //!    when one leaves; a ConfigMap that still lists this app under an old host is rewritten
-//!    too. All writes are whole-object server-side applies, so a crash anywhere is repaired
+//!    too (looked for only when the spec changed since the last completed reconcile: the
+//!    look is a list of every association ConfigMap). All writes are whole-object server-side applies, so a crash anywhere is repaired
 //!    by the next reconcile. An existing ConfigMap of that name that the operator did not
 //!    create is never touched (a Warning event says so).
 //!    Desktop apps have no app-link host, hence no ConfigMap.
@@ -193,6 +194,9 @@ async fn sync_configmaps(
     if let Some(host) = &host {
         sync_host(host, &ns, orgs, apps, app, data).await?;
     }
+    if !may_be_listed_elsewhere(app) {
+        return Ok(());
+    }
     let api: Api<ConfigMap> = Api::namespaced(data.ctx.client.clone(), &ns);
     let listed = api
         .list_metadata(&ListParams::default().labels(APPLINKS_LABEL))
@@ -216,6 +220,22 @@ async fn sync_configmaps(
         }
     }
     Ok(())
+}
+
+/// Whether a ConfigMap of another host than the current spec's may still list `app`: only when
+/// the spec changed since the last reconcile that completed (its status `observedGeneration`
+/// is written after the ConfigMaps were synchronised). A spec never changed (generation 1)
+/// can only have been listed under its own host, even if a reconcile died before writing
+/// status. Listing every association ConfigMap is the one way to find the others, and its cost
+/// grows with the number of apps: at 10,000 apps, a list of 10,000 ConfigMaps on every periodic
+/// reconcile kept the operator and the API server busy and its memory high (issue 11).
+fn may_be_listed_elsewhere(app: &NativeApp) -> bool {
+    let generation = app.metadata.generation;
+    let observed = app.status.as_ref().and_then(|s| s.observed_generation);
+    match observed {
+        Some(observed) => Some(observed) != generation,
+        None => generation.is_some_and(|g| g > 1),
+    }
 }
 
 /// Writes (or deletes, when no app is listed any more) the ConfigMap of `host`. `app` is the
@@ -371,4 +391,34 @@ async fn write_status(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::applinks::tests::ios;
+
+    fn at(generation: Option<i64>, observed: Option<Option<i64>>) -> NativeApp {
+        let mut app = (*ios("ns", "app", "org", "com.example.app", "https://apps.example.com/a", 1)).clone();
+        app.metadata.generation = generation;
+        app.status = observed.map(|observed_generation| NativeAppStatus {
+            observed_generation,
+            ..Default::default()
+        });
+        app
+    }
+
+    #[test]
+    fn old_hosts_are_looked_for_only_after_a_spec_change() {
+        // Steady state: the last completed reconcile saw this spec.
+        assert!(!may_be_listed_elsewhere(&at(Some(3), Some(Some(3)))));
+        // A new app, before or after a reconcile that died before writing status.
+        assert!(!may_be_listed_elsewhere(&at(Some(1), None)));
+        assert!(!may_be_listed_elsewhere(&at(Some(1), Some(None))));
+        // The spec changed since (say, the app link): the old host's ConfigMap may list it.
+        assert!(may_be_listed_elsewhere(&at(Some(4), Some(Some(3)))));
+        // Changed before any status was written (a reconcile died, then the spec changed).
+        assert!(may_be_listed_elsewhere(&at(Some(2), None)));
+        assert!(may_be_listed_elsewhere(&at(Some(2), Some(None))));
+    }
 }
