@@ -77,6 +77,18 @@ type Id = Arc<str>;
 /// What an object claims, as comparable strings.
 type KeyFn<K> = Box<dyn Fn(&K) -> Vec<String> + Send>;
 
+/// A claim as kept in the index: a 64-bit hash of its string. Two different claims with the
+/// same hash only make a change queue an object that shares nothing with it, one needless
+/// reconcile; the strings cost more than everything else the index holds per object.
+type Key = u64;
+
+fn key_of(claim: &str) -> Key {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    claim.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Watches events of `K` and queues siblings that share keys. An index from each key to the
 /// objects claiming it makes a change cost what its keys share, not a pass over every object
 /// (with 10,000 organizations, each event computed the keys of all 10,000).
@@ -84,10 +96,10 @@ pub struct Related<K: kube::Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     keys: KeyFn<K>,
     /// Each object's reference and keys as of its last change, by object ID.
-    previous: HashMap<Id, (ObjectRef<K>, Vec<String>)>,
+    previous: HashMap<Id, (ObjectRef<K>, Vec<Key>)>,
     /// The IDs of the objects claiming each key (almost always one: a `Vec`, not a set; at
     /// 10,000 tenants a set per key cost more than the keys).
-    holders: HashMap<String, Vec<Id>>,
+    holders: HashMap<Key, Vec<Id>>,
     queue: UnboundedSender<ObjectRef<K>>,
 }
 
@@ -125,18 +137,22 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Related<K> {
             }
             Change::Deleted(obj) => {
                 let before = self.forget(&Self::id(obj));
-                self.queue_sharing(obj, (self.keys)(obj).into_iter().chain(before).collect());
+                self.queue_sharing(obj, self.keys_of(obj).into_iter().chain(before).collect());
             }
         }
     }
 
+    fn keys_of(&self, obj: &K) -> Vec<Key> {
+        (self.keys)(obj).iter().map(|claim| key_of(claim)).collect()
+    }
+
     /// Records the keys of `obj`; returns its keys before.
-    fn remember(&mut self, obj: &K) -> Vec<String> {
+    fn remember(&mut self, obj: &K) -> Vec<Key> {
         let id = Self::id(obj);
         let before = self.forget(&id);
-        let now = (self.keys)(obj);
+        let now = self.keys_of(obj);
         for key in &now {
-            let ids = self.holders.entry(key.clone()).or_default();
+            let ids = self.holders.entry(*key).or_default();
             if !ids.contains(&id) {
                 ids.push(Id::clone(&id));
             }
@@ -151,7 +167,7 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Related<K> {
     }
 
     /// Drops what is recorded of object `id`; returns its keys.
-    fn forget(&mut self, id: &str) -> Vec<String> {
+    fn forget(&mut self, id: &str) -> Vec<Key> {
         let Some((_, keys)) = self.previous.remove(id) else {
             return vec![];
         };
@@ -172,7 +188,7 @@ impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Related<K> {
             .into()
     }
 
-    fn queue_sharing(&self, changed: &K, keys: HashSet<String>) {
+    fn queue_sharing(&self, changed: &K, keys: HashSet<Key>) {
         let me = Self::id(changed);
         let ids: HashSet<&Id> = keys.iter().filter_map(|k| self.holders.get(k)).flatten().collect();
         for id in ids.into_iter().filter(|id| **id != me) {

@@ -46,7 +46,7 @@ use tokio::sync::watch;
 
 mod selection;
 
-pub use self::selection::{SecretRef, Source, Wanted, wanted};
+pub use self::selection::{SecretRef, Source, Wanted, secret_ref, wanted};
 use crate::runtime::cache::Caches;
 use crate::runtime::scope::WatchScope;
 
@@ -103,7 +103,7 @@ impl SecretsView {
     /// and `key` is one the server reads from it.
     pub fn value(&self, namespace: &str, name: &str, key: &str) -> Option<Vec<u8>> {
         let data = self.data.read().unwrap_or_else(|p| p.into_inner());
-        data.get(&(namespace.to_string(), name.to_string()))?
+        data.get(&secret_ref(namespace, name))?
             .as_ref()?
             .iter()
             .find(|(k, _)| &**k == key)
@@ -114,7 +114,7 @@ impl SecretsView {
     /// Secrets nobody names are never held).
     pub fn holds(&self, namespace: &str, name: &str) -> bool {
         let data = self.data.read().unwrap_or_else(|p| p.into_inner());
-        matches!(data.get(&(namespace.to_string(), name.to_string())), Some(Some(_)))
+        matches!(data.get(&secret_ref(namespace, name)), Some(Some(_)))
     }
 
     /// How many Secrets are held in memory.
@@ -307,7 +307,7 @@ impl Follower {
     }
 
     fn keep(&mut self, secret: &Secret, from: Source) -> Option<SecretRef> {
-        let r = (secret.namespace()?, secret.name_any());
+        let r = secret_ref(secret.metadata.namespace.as_deref()?, &secret.name_any());
         if let Some(touched) = self.fetching.get_mut(&r) {
             *touched = true;
         }
@@ -337,8 +337,10 @@ impl Follower {
     }
 
     fn on_delete(&mut self, secret: &Secret, from: Source) {
-        let Some(ns) = secret.namespace() else { return };
-        let r = (ns, secret.name_any());
+        let Some(ns) = secret.metadata.namespace.as_deref() else {
+            return;
+        };
+        let r = secret_ref(ns, &secret.name_any());
         if let Some(touched) = self.fetching.get_mut(&r) {
             *touched = true;
         }
