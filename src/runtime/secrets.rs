@@ -56,6 +56,9 @@ pub const RESYNC: Duration = Duration::from_millis(250);
 const SWEEP_AFTER_LISTED: Duration = Duration::from_secs(2);
 /// [`Follower::sweep`]'s wait in any case.
 const SWEEP_AFTER: Duration = Duration::from_secs(10);
+/// The longest wait between sweep reads of one Secret (the wait doubles after each read that
+/// left it unresolved: under load the watch may simply be late, and reads add to that load).
+const SWEEP_AFTER_MAX: Duration = Duration::from_secs(120);
 /// How often readiness logs what it still waits for.
 const WAIT_REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How many single-Secret reads may be in flight at once.
@@ -216,10 +219,13 @@ pub struct Follower {
     /// Single reads in flight, and whether a watch event came for that Secret since it started
     /// (then the read's answer is older than what the watch delivered, and is ignored).
     fetching: HashMap<SecretRef, bool>,
-    /// Single reads due, oldest first.
+    /// Single reads due, oldest first, each Secret at most once.
     queue: VecDeque<SecretRef>,
-    /// When each named Secret was named (or last queued): see [`Follower::sweep`].
-    named_at: HashMap<SecretRef, Instant>,
+    /// What `queue` holds.
+    queued: HashSet<SecretRef>,
+    /// When each named Secret was named (or last read by the sweep), and how many sweep reads
+    /// left it unresolved since: see [`Follower::sweep`].
+    named_at: HashMap<SecretRef, (Instant, u32)>,
 }
 
 impl Follower {
@@ -234,6 +240,7 @@ impl Follower {
             listing: HashMap::new(),
             fetching: HashMap::new(),
             queue: VecDeque::new(),
+            queued: HashSet::new(),
             named_at: HashMap::new(),
         }
     }
@@ -270,38 +277,54 @@ impl Follower {
         for r in changed {
             self.view.forget(&r);
             self.source.remove(&r);
-            self.named_at.insert(r.clone(), now);
+            self.named_at.insert(r.clone(), (now, 0));
             self.queue_if_unresolved(r);
         }
         self.view.progress.send_modify(|p| p.follows += 1);
     }
 
     /// The safety net: a named Secret still unresolved [`SWEEP_AFTER_LISTED`] after it was named
-    /// (or last read) once its unit listed, or [`SWEEP_AFTER`] in any case, is read again: a
-    /// replica must never stay unready (or refuse a right password) for a missing event.
+    /// once its unit listed, or [`SWEEP_AFTER`] in any case, is read again: a replica must never
+    /// stay unready (or refuse a right password) for a missing event. Each further read of the
+    /// same Secret waits twice as long (up to [`SWEEP_AFTER_MAX`]), and one log line reports
+    /// each sweep that reads anything.
     pub fn sweep(&mut self, now: Instant) {
         let due: Vec<SecretRef> = self
             .named_at
             .iter()
-            .filter(|(r, at)| {
-                let wait = if self.unit_listed(&r.0) {
+            .filter(|(r, (at, reads))| {
+                let first = if self.unit_listed(&r.0) {
                     SWEEP_AFTER_LISTED
                 } else {
                     SWEEP_AFTER
                 };
-                now.duration_since(**at) >= wait && !self.view.resolved(r) && !self.fetching.contains_key(*r)
+                let wait = first.saturating_mul(1 << (*reads).min(16)).min(SWEEP_AFTER_MAX);
+                now.duration_since(*at) >= wait && !self.view.resolved(r) && !self.fetching.contains_key(*r)
             })
             .map(|(r, _)| r.clone())
             .collect();
+        if due.is_empty() {
+            return;
+        }
+        let names: Vec<String> = due.iter().take(5).map(|(ns, name)| format!("{ns}/{name}")).collect();
+        tracing::info!(count = due.len(), first = ?names, "named Secrets are still unresolved; reading them");
         for r in due {
-            tracing::info!(namespace = %r.0, secret = %r.1, "a named Secret is still unresolved; reading it");
-            self.named_at.insert(r.clone(), now);
-            self.queue.push_back(r);
+            if let Some((at, reads)) = self.named_at.get_mut(&r) {
+                (*at, *reads) = (now, *reads + 1);
+            }
+            self.push(r);
         }
     }
 
     fn queue_if_unresolved(&mut self, r: SecretRef) {
         if self.unit_listed(&r.0) && !self.view.resolved(&r) && !self.fetching.contains_key(&r) {
+            self.push(r);
+        }
+    }
+
+    /// Queues a single read of `r`, unless one is queued already.
+    fn push(&mut self, r: SecretRef) {
+        if self.queued.insert(r.clone()) {
             self.queue.push_back(r);
         }
     }
@@ -382,6 +405,7 @@ impl Follower {
     /// The next single read to start, if any is due and still useful.
     pub fn next_fetch(&mut self) -> Option<SecretRef> {
         while let Some(r) = self.queue.pop_front() {
+            self.queued.remove(&r);
             if self.wanted.contains_key(&r) && !self.view.resolved(&r) && !self.fetching.contains_key(&r) {
                 self.fetching.insert(r.clone(), false);
                 return Some(r);

@@ -213,3 +213,34 @@ fn a_named_secret_no_watch_delivered_is_read_by_the_sweep() {
     f.sweep(start + SWEEP_AFTER * 3);
     assert_eq!(f.next_fetch(), None, "resolved: nothing more to read");
 }
+
+#[test]
+fn the_sweep_reads_a_late_secret_ever_less_often_and_queues_it_once() {
+    // Under load the watch may deliver a Secret late; reading it every few seconds, once per
+    // sweep, piled up reads (and log lines) at 10,000 tenants.
+    let (_view, mut f) = follower();
+    f.follow(wanting(&[("users", &["users"])]));
+    let start = Instant::now();
+    let mut reads_at = |secs: u64| {
+        f.sweep(start + Duration::from_secs(secs));
+        f.named_at[&r("users")].1
+    };
+    // Not listed yet: first after SWEEP_AFTER (10 s), then 20, 40, 80, then every 120 s.
+    let expected = [
+        (9, 0),
+        (10, 1),
+        (29, 1),
+        (30, 2),
+        (70, 3),
+        (149, 3),
+        (150, 4),
+        (270, 5),
+        (389, 5),
+        (390, 6),
+    ];
+    for (secs, reads) in expected {
+        assert_eq!(reads_at(secs), reads, "at {secs} s");
+    }
+    assert_eq!(f.next_fetch(), Some(r("users")));
+    assert_eq!(f.next_fetch(), None, "queued once, however many sweeps found it due");
+}
