@@ -92,7 +92,11 @@ impl Recorder {
             step: self.step(ev, regarding, Timestamp::now()),
         };
         let writers = self.writers.get_or_init(|| start_writers(&self.client));
-        if writers[writer_of(regarding)].try_send(write).is_err() {
+        if let Err(full) = writers[writer_of(regarding)].try_send(write) {
+            if matches!(full.into_inner().step, Step::Create(_)) {
+                // Never written: a repeat must create the Event, not count on one that is not there.
+                self.forget(ev, regarding);
+            }
             tracing::warn!(reason = %ev.reason, "too many Events are waiting to be written; one was dropped");
         }
     }
@@ -106,6 +110,11 @@ impl Recorder {
             step: self.step(ev, regarding, Timestamp::now()),
         };
         write.run(&self.client).await
+    }
+
+    fn forget(&self, ev: &Event, regarding: &ObjectReference) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.remove(&key_of(ev, regarding));
     }
 
     /// Decides what to publish and remembers it.
@@ -298,6 +307,19 @@ mod tests {
             r.step(&event("Activated"), &object("a"), much_later),
             Step::Create(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_first_event_is_created_by_its_repeat() {
+        // Single-threaded: the writers cannot drain the queue before this test yields.
+        let r = recorder();
+        for i in 0..QUEUE_PER_WRITER {
+            r.send(&event(&format!("Filler{i}")), &object("a"));
+        }
+        r.send(&event("Activated"), &object("a"));
+        let Step::Create(_) = r.step(&event("Activated"), &object("a"), Timestamp::now()) else {
+            panic!("the first Event was never written: its repeat must create it, not patch it")
+        };
     }
 
     #[tokio::test]
