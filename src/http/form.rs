@@ -108,16 +108,22 @@ pub fn basic(headers: &HeaderMap) -> Result<Option<BasicCredentials>, FormError>
         .map_err(|_| FormError::Malformed)?;
     let decoded = String::from_utf8(decoded).map_err(|_| FormError::Malformed)?;
     let (id, secret) = decoded.split_once(':').ok_or(FormError::Malformed)?;
-    let unescape = |s: &str| {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default()
-    };
     Ok(Some(BasicCredentials {
-        client_id: unescape(id),
-        secret: unescape(secret),
+        client_id: form_unescape(id),
+        secret: form_unescape(secret),
     }))
+}
+
+/// `s` form-urlencoding-decoded (`+` is a space, `%XX` a byte, `&` ends the value); copied
+/// as it is when it has none of them, as generated client IDs and secrets do.
+fn form_unescape(s: &str) -> String {
+    if !s.contains(['%', '+', '&']) {
+        return s.to_string();
+    }
+    form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default()
 }
 
 impl crate::flow::authorize::Query for Params {
@@ -151,5 +157,9 @@ mod tests {
         assert_eq!((c.client_id.as_str(), c.secret.as_str()), ("my:id", "s+cret"));
         h.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert!(basic(&h).is_err());
+        let v = base64::engine::general_purpose::STANDARD.encode("plain-id:a=b&c");
+        h.insert(header::AUTHORIZATION, format!("Basic {v}").parse().unwrap());
+        let c = basic(&h).unwrap().unwrap();
+        assert_eq!((c.client_id.as_str(), c.secret.as_str()), ("plain-id", "a=b"));
     }
 }

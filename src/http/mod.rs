@@ -71,17 +71,7 @@ impl AppState {
 /// Every answer under `/api/` — unknown paths and wrong methods too — is a CentralAuth JSON
 /// error `{errorCode, message}` ([`error::api_errors`]).
 pub fn public_router(state: AppState) -> Router {
-    let std_routes = Router::new()
-        .route("/.well-known/openid-configuration", get(oauth2::discovery))
-        .route("/.well-known/oauth-authorization-server", get(oauth2::discovery))
-        .route("/oauth2/authorize", get(oauth2::authorize))
-        .route("/oauth2/token", post(oauth2::token))
-        .route("/oauth2/revoke", post(oauth2::revoke))
-        .route("/oauth2/introspect", post(oauth2::introspect))
-        .route("/oauth2/userinfo", get(oauth2::userinfo).post(oauth2::userinfo))
-        .route("/oauth2/jwks", get(oauth2::jwks))
-        .route("/oauth/providers/{name}/callback", get(providers::callback));
-    Router::new()
+    let router = Router::new()
         .route("/login", get(login::get_login).post(login::post_login))
         .route("/login/email", post(email_login::send_code))
         .route("/login/direct", get(email_login::direct))
@@ -101,13 +91,28 @@ pub fn public_router(state: AppState) -> Router {
         .route(
             "/.well-known/oauth-authorization-server/o/{cid}",
             get(oauth2::discovery),
-        )
-        .nest("/o/{cid}", std_routes.clone())
-        .merge(std_routes)
+        );
+    std_routes(std_routes(router, ""), "/o/{cid}")
         .merge(well_known::router())
-        .layer(middleware::from_fn_with_state(state.clone(), client_address))
-        .layer(middleware::from_fn(common))
+        .layer(middleware::from_fn_with_state(state.clone(), common))
         .with_state(state)
+}
+
+/// The standard endpoints under `prefix`: the organization's own host (`""`) or
+/// `/o/{cid}` on the base domain. Routed flat rather than nested: a nested router strips the
+/// prefix and routes a second time, on every request.
+fn std_routes(router: Router<AppState>, prefix: &str) -> Router<AppState> {
+    let at = |path: &str| format!("{prefix}{path}");
+    router
+        .route(&at("/.well-known/openid-configuration"), get(oauth2::discovery))
+        .route(&at("/.well-known/oauth-authorization-server"), get(oauth2::discovery))
+        .route(&at("/oauth2/authorize"), get(oauth2::authorize))
+        .route(&at("/oauth2/token"), post(oauth2::token))
+        .route(&at("/oauth2/revoke"), post(oauth2::revoke))
+        .route(&at("/oauth2/introspect"), post(oauth2::introspect))
+        .route(&at("/oauth2/userinfo"), get(oauth2::userinfo).post(oauth2::userinfo))
+        .route(&at("/oauth2/jwks"), get(oauth2::jwks))
+        .route(&at("/oauth/providers/{name}/callback"), get(providers::callback))
 }
 
 /// The CentralAuth API: its endpoints, and JSON errors for every other path and method.
@@ -135,21 +140,6 @@ fn api_routes() -> Router<AppState> {
         .layer(middleware::map_response(error::api_errors))
 }
 
-/// The client address of the request ([`crate::forwarded`]: the socket peer, or what trusted
-/// proxies say), as the [`ClientAddr`] extension the handlers read.
-async fn client_address(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-    let settings = &state.settings;
-    let addr = settings
-        .trusted_proxies
-        .client_address(peer, req.headers(), settings.client_address_header);
-    req.extensions_mut().insert(ClientAddr(addr));
-    next.run(req).await
-}
-
 /// The client address of a request (see [`crate::forwarded`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
@@ -168,9 +158,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Span per request, and `no-store` on every answer (tokens, codes, login pages).
-async fn common(req: Request, next: Next) -> Response {
+/// Per request: a span with method and path, the client address (the socket peer, or what
+/// trusted proxies say: [`crate::forwarded`]) as the [`ClientAddr`] extension the handlers
+/// read, and `no-store` on every answer (tokens, codes, login pages). One middleware, not
+/// one per concern: each layer costs a service clone and a boxed future per request.
+async fn common(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let settings = &state.settings;
+    let addr = settings
+        .trusted_proxies
+        .client_address(peer, req.headers(), settings.client_address_header);
+    req.extensions_mut().insert(ClientAddr(addr));
     async move {
         let mut resp = next.run(req).await;
         let h = resp.headers_mut();

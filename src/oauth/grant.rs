@@ -185,15 +185,7 @@ pub enum GrantError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// `N` bytes from the OS CSPRNG (the source of every token, code and link the server makes).
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; N];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("OS random source");
-    bytes
-}
+pub use super::random::random_bytes;
 
 /// 256 random bits, base64url.
 pub fn random_token() -> String {

@@ -4,6 +4,7 @@
 //! - [`pkce`]: S256 challenges and verifiers (strict, and the CentralAuth UUID quirk).
 //! - [`redirect`]: strict parsing and the redirect URI rules of both protocols.
 //! - [`grant`]: codes, sessions, refresh-token families in the store.
+//! - [`random`]: the OS random bytes behind every token, code and link (batched per thread).
 //! - [`hijack`]: sessions bound to the client's address, user agent or device (`hijackProtection`).
 //! - [`access`]: when a blocked or deleted user's access ended (what every session use checks).
 //! - [`profile`]: the user as the directory recorded them at login (carried by the session).
@@ -39,6 +40,7 @@ pub mod otp;
 pub mod pkce;
 pub mod profile;
 pub mod prompt;
+pub mod random;
 pub mod redirect;
 pub mod throttle;
 pub mod tokens;

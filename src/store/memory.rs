@@ -37,9 +37,9 @@ impl Inner {
         if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.entries.retain(|_, (_, exp)| *exp > now);
         }
-        let old = self.live(key, now).map(|(v, _)| std::mem::take(v));
-        self.entries.insert(key.to_string(), (value, now + ttl));
-        old
+        // One hash of the key: the insert hands back the previous entry, live or expired.
+        let old = self.entries.insert(key.to_string(), (value, now + ttl));
+        old.filter(|(_, exp)| *exp > now).map(|(v, _)| v)
     }
 }
 
