@@ -32,18 +32,15 @@
 //! [`CLIENT_SECRET_LABEL`]: crate::controller::client_secret::secret::CLIENT_SECRET_LABEL
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::stream::{FuturesUnordered, SelectAll};
-use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::watcher::Event;
+use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
+mod run;
 mod selection;
 
 pub use self::selection::{SecretRef, Source, Wanted, secret_ref, wanted};
@@ -187,7 +184,7 @@ impl SecretsView {
     /// caches (once they are ready).
     pub fn start(client: Client, caches: Caches) -> SecretsView {
         let view = SecretsView::default();
-        tokio::spawn(follow(client, caches, view.clone()));
+        tokio::spawn(run::follow(client, caches, view.clone()));
         view
     }
 }
@@ -441,84 +438,6 @@ impl Follower {
     /// How many single reads are in flight.
     pub fn in_flight(&self) -> usize {
         self.fetching.len()
-    }
-}
-
-type EventStream = Pin<Box<dyn Stream<Item = (StreamId, Result<Event<Secret>, watcher::Error>)> + Send>>;
-type Fetch = Pin<Box<dyn std::future::Future<Output = (SecretRef, Option<Secret>)> + Send>>;
-
-/// The two watches of every unit, as one stream.
-fn watches(client: &Client, units: &[WatchScope]) -> SelectAll<EventStream> {
-    let mut all = SelectAll::new();
-    for (i, unit) in units.iter().enumerate() {
-        for source in [Source::Operator, Source::User] {
-            let api: Api<Secret> = unit.api(client);
-            let config = source.config();
-            let stream: EventStream = Box::pin(
-                watcher::watcher(api, config)
-                    .default_backoff()
-                    .map(move |event| ((i, source), event)),
-            );
-            all.push(stream);
-        }
-    }
-    all
-}
-
-/// Reads Secret `r` once, retrying (with backoff) until the API server answers.
-fn fetch(client: Client, r: SecretRef) -> Fetch {
-    Box::pin(async move {
-        let api: Api<Secret> = Api::namespaced(client, &r.0);
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            match tokio::time::timeout(FETCH_TIMEOUT, api.get_opt(&r.1)).await {
-                Ok(Ok(secret)) => return (r, secret),
-                Ok(Err(err)) => {
-                    tracing::warn!(namespace = %r.0, secret = %r.1, error = %err, "reading a Secret failed; retrying")
-                }
-                Err(_) => tracing::warn!(namespace = %r.0, secret = %r.1, "reading a Secret timed out; retrying"),
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(FETCH_BACKOFF_MAX);
-        }
-    })
-}
-
-/// The loop: waits for the caches, then applies watch events, follows cache changes every
-/// [`RESYNC`], and runs the single reads the follower asks for.
-async fn follow(client: Client, caches: Caches, view: SecretsView) {
-    // Name the Secrets before the watches list, so the first list keeps them (else each
-    // would need a single read).
-    caches.wait_until_ready().await;
-    let units = caches.scope().units();
-    let mut follower = Follower::new(view, units.clone());
-    let mut seen = caches.generation();
-    follower.follow(wanted(&caches));
-    let mut events = watches(&client, &units);
-    let mut fetches: FuturesUnordered<Fetch> = FuturesUnordered::new();
-    let mut tick = tokio::time::interval(RESYNC);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            Some((id, event)) = events.next() => match event {
-                Ok(event) => follower.on_event(id, event),
-                Err(err) => tracing::warn!(error = %err, "watching Secrets failed; retrying"),
-            },
-            Some((r, secret)) = fetches.next(), if !fetches.is_empty() => follower.on_fetched(r, secret),
-            _ = tick.tick() => {
-                // What is wanted follows from the caches alone: recompute only after a change.
-                let generation = caches.generation();
-                if generation != seen {
-                    seen = generation;
-                    follower.follow(wanted(&caches));
-                }
-                follower.sweep(Instant::now());
-            }
-        }
-        while follower.in_flight() < MAX_FETCHES {
-            let Some(r) = follower.next_fetch() else { break };
-            fetches.push(fetch(client.clone(), r));
-        }
     }
 }
 
