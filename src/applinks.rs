@@ -35,6 +35,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 pub use self::files::{
     AASA_PATH, ASSETLINKS_PATH, AndroidTarget, AppLinksComponent, AppLinksDetail, AppLinksSection,
@@ -154,42 +155,68 @@ fn org_key(app: &NativeApp) -> (String, String) {
 }
 
 /// The Organization an app refers to, among `orgs`.
-pub fn organization_of<'a>(app: &NativeApp, orgs: &'a [Arc<Organization>]) -> Option<&'a Organization> {
-    OrgIndex::new(orgs).of(app)
+pub fn organization_of(app: &NativeApp, orgs: &impl Orgs) -> Option<Arc<Organization>> {
+    let ns = app.metadata.namespace.as_deref().unwrap_or_default();
+    orgs.find(ns, &app.spec.organization_ref.name)
 }
 
-/// Organizations by `(namespace, name)`: one lookup per app instead of a scan per app, so
-/// checking every app of N tenants is not O(N²) (it stalled the operator at 1,000 tenants).
-struct OrgIndex<'a>(HashMap<(&'a str, &'a str), &'a Organization>);
+/// Where the checks look up an app's Organization by `(namespace, name)`: one lookup per app
+/// instead of a scan, so checking every app of N tenants is not O(N²) (it stalled the operator
+/// at 1,000 tenants). The cache's store is such an index already; building one from a list
+/// costs O(N) per check, which at 10,000 tenants was a third of the operator's CPU.
+pub trait Orgs {
+    /// The Organization `namespace/name`.
+    fn find(&self, namespace: &str, name: &str) -> Option<Arc<Organization>>;
+}
 
-impl<'a> OrgIndex<'a> {
-    fn new(orgs: &'a [Arc<Organization>]) -> Self {
-        OrgIndex(crate::crd::organization::by_name(orgs))
+impl Orgs for Store<Organization> {
+    fn find(&self, namespace: &str, name: &str) -> Option<Arc<Organization>> {
+        self.get(&ObjectRef::new(name).within(namespace))
     }
+}
 
-    fn of(&self, app: &NativeApp) -> Option<&'a Organization> {
-        let ns = app.metadata.namespace.as_deref().unwrap_or_default();
-        self.0.get(&(ns, app.spec.organization_ref.name.as_str())).copied()
+/// Organizations of a list, by `(namespace, name)`.
+pub struct OrgsByName<'a>(HashMap<(&'a str, &'a str), &'a Arc<Organization>>);
+
+impl<'a> OrgsByName<'a> {
+    /// Indexes `orgs`.
+    pub fn new(orgs: &'a [Arc<Organization>]) -> Self {
+        let named = orgs.iter().filter_map(|o| {
+            let key = (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?);
+            Some((key, o))
+        });
+        OrgsByName(named.collect())
+    }
+}
+
+impl Orgs for OrgsByName<'_> {
+    fn find(&self, namespace: &str, name: &str) -> Option<Arc<Organization>> {
+        self.0.get(&(namespace, name)).map(|o| Arc::clone(o))
     }
 }
 
 /// Whether app link `raw` may be on `host` (lowercase): a cheap filter before parsing that
 /// never drops a match (links that are not plain ASCII, or percent-encode, are always parsed).
+/// Allocates nothing: it runs for every app on every check.
 fn may_be_on(raw: &str, host: &str) -> bool {
-    !raw.is_ascii() || raw.contains('%') || raw.to_ascii_lowercase().contains(host)
+    if !raw.is_ascii() || raw.contains('%') || host.is_empty() {
+        return true;
+    }
+    if raw.contains(host) {
+        return true;
+    }
+    let host = host.as_bytes();
+    raw.bytes().any(|b| b.is_ascii_uppercase())
+        && raw.as_bytes().windows(host.len()).any(|w| w.eq_ignore_ascii_case(host))
 }
 
 /// Checks one app against its organization and every other app; on success returns where it
 /// receives the login result. `orgs` and `apps` are everything the caller knows (a cache or a
 /// list).
-pub fn check(app: &NativeApp, orgs: &[Arc<Organization>], apps: &[Arc<NativeApp>]) -> Result<Registration, AppProblem> {
-    check_with(app, &OrgIndex::new(orgs), apps)
-}
-
-fn check_with(app: &NativeApp, orgs: &OrgIndex, apps: &[Arc<NativeApp>]) -> Result<Registration, AppProblem> {
+pub fn check(app: &NativeApp, orgs: &impl Orgs, apps: &[Arc<NativeApp>]) -> Result<Registration, AppProblem> {
     let registration = Registration::of(app)?;
     let id = app_id(app).ok_or(AppProblem::NoIdentity)?;
-    let org = orgs.of(app).ok_or_else(|| AppProblem::OrganizationNotFound {
+    let org = organization_of(app, orgs).ok_or_else(|| AppProblem::OrganizationNotFound {
         namespace: app.namespace().unwrap_or_default(),
         name: app.spec.organization_ref.name.clone(),
     })?;
@@ -244,11 +271,11 @@ fn check_app_id(app: &NativeApp, id: &str, mine_at: &Registration, apps: &[Arc<N
     }
 }
 
-fn check_host(app: &NativeApp, link: &AppLink, orgs: &OrgIndex, apps: &[Arc<NativeApp>]) -> Result<(), AppProblem> {
+fn check_host(app: &NativeApp, link: &AppLink, orgs: &impl Orgs, apps: &[Arc<NativeApp>]) -> Result<(), AppProblem> {
     let first = apps
         .iter()
         .filter(|o| may_be_on(&o.spec.app_link, &link.host))
-        .filter(|o| orgs.of(o).is_some())
+        .filter(|o| organization_of(o, orgs).is_some())
         .filter(|o| AppLink::parse(&o.spec.app_link).is_ok_and(|l| l.host == link.host))
         .min_by_key(|o| seniority(o));
     match first {
@@ -268,15 +295,14 @@ fn check_host(app: &NativeApp, link: &AppLink, orgs: &OrgIndex, apps: &[Arc<Nati
 }
 
 /// Every app listed in the association files of `host` (valid apps only), sorted by app ID.
-pub fn listed_on<'a>(host: &str, orgs: &[Arc<Organization>], apps: &'a [Arc<NativeApp>]) -> Vec<&'a NativeApp> {
+pub fn listed_on<'a>(host: &str, orgs: &impl Orgs, apps: &'a [Arc<NativeApp>]) -> Vec<&'a NativeApp> {
     let host = host.to_ascii_lowercase();
-    let index = OrgIndex::new(orgs);
     // Cheap host filter first: O(apps) string checks, then O(apps on host × apps).
     let mut listed: Vec<&NativeApp> = apps
         .iter()
         .filter(|a| may_be_on(&a.spec.app_link, &host))
         .filter(|a| AppLink::parse(&a.spec.app_link).is_ok_and(|l| l.host == host))
-        .filter(|a| check_with(a, &index, apps).is_ok())
+        .filter(|a| check(a, orgs, apps).is_ok())
         .map(Arc::as_ref)
         .collect();
     listed.sort_by(|a, b| (app_id(a), a.spec.platform as u8).cmp(&(app_id(b), b.spec.platform as u8)));

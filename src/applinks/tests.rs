@@ -174,7 +174,7 @@ fn apps_on_two_hosts() -> Vec<Arc<NativeApp>> {
 fn mixed_apps_on_two_hosts_give_exactly_the_documented_files() {
     let orgs = vec![org("ns", "acme", &["https://acme.com"])];
     let apps = apps_on_two_hosts();
-    let first = listed_on("APP.acme.com", &orgs, &apps);
+    let first = listed_on("APP.acme.com", &OrgsByName::new(&orgs), &apps);
     assert_eq!(first.len(), 4);
     let files = host_files(&first);
     assert_eq!(
@@ -195,7 +195,7 @@ fn mixed_apps_on_two_hosts_give_exactly_the_documented_files() {
         vec![("com.acme.shop".to_string(), vec![FP1.to_string(), FP2.to_string()])]
     );
 
-    let second = host_files(&listed_on("pay.acme.com", &orgs, &apps));
+    let second = host_files(&listed_on("pay.acme.com", &OrgsByName::new(&orgs), &apps));
     assert_eq!(
         aasa_entries(&second.aasa),
         vec![(vec!["ABCDE12345.com.acme.pay".to_string()], vec!["/auth/*".to_string()])]
@@ -204,7 +204,7 @@ fn mixed_apps_on_two_hosts_give_exactly_the_documented_files() {
         assetlink_entries(&second.assetlinks),
         vec![("com.acme.pay".to_string(), vec![FP2.to_string()])]
     );
-    assert!(listed_on("elsewhere.acme.com", &orgs, &apps).is_empty());
+    assert!(listed_on("elsewhere.acme.com", &OrgsByName::new(&orgs), &apps).is_empty());
 
     // What is generated is what the association check accepts.
     verify_aasa(files.aasa.as_bytes(), "ABCDE12345.com.acme.shop", "/shop/callback").unwrap();
@@ -279,7 +279,7 @@ fn registration_problems() {
     let (orgs, apps) = registrations();
     let problem = |name: &str| {
         let a = apps.iter().find(|a| a.metadata.name.as_deref() == Some(name)).unwrap();
-        check(a, &orgs, &apps).err().map(|p| p.reason())
+        check(a, &OrgsByName::new(&orgs), &apps).err().map(|p| p.reason())
     };
     assert_eq!(problem("site"), Some("AppLinkIsWebsite"));
     assert_eq!(
@@ -293,9 +293,9 @@ fn registration_problems() {
     assert_eq!(problem("dup-ios"), None, "iOS + Android builds of one app on one link");
     assert_eq!(problem("dup-ios-elsewhere"), Some("AppIdConflict"));
     assert_eq!(problem("squatter"), Some("AppLinkHostTaken"));
-    let msg = check(&apps[7], &orgs, &apps).unwrap_err().to_string();
+    let msg = check(&apps[7], &OrgsByName::new(&orgs), &apps).unwrap_err().to_string();
     assert!(msg.contains("ns/acme") && msg.contains("app.acme.com"), "{msg}");
-    let listed: Vec<_> = listed_on("app.acme.com", &orgs, &apps)
+    let listed: Vec<_> = listed_on("app.acme.com", &OrgsByName::new(&orgs), &apps)
         .iter()
         .map(|a| a.metadata.name.clone().unwrap())
         .collect();
@@ -387,7 +387,7 @@ fn desktop_apps_register_a_loopback_redirect_and_no_host() {
     ];
     let verdict = |name: &str| {
         let a = apps.iter().find(|a| a.metadata.name.as_deref() == Some(name)).unwrap();
-        check(a, &orgs, &apps)
+        check(a, &OrgsByName::new(&orgs), &apps)
     };
     assert_eq!(
         verdict("desk").unwrap().redirect_uri(),
@@ -412,7 +412,7 @@ fn desktop_apps_register_a_loopback_redirect_and_no_host() {
         assert!(err.to_string().contains("http://127.0.0.1/<path>"), "{err}");
     }
     assert!(
-        listed_on("127.0.0.1", &orgs, &apps).is_empty(),
+        listed_on("127.0.0.1", &OrgsByName::new(&orgs), &apps).is_empty(),
         "desktop apps are in no association file"
     );
 }

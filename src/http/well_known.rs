@@ -43,8 +43,8 @@ fn serve(state: &AppState, headers: &HeaderMap, uri: &Uri, file: File) -> Respon
         .or_else(|| uri.host())
         .map(applinks::normalize_host)
         .unwrap_or_default();
-    let (orgs, apps) = (state.caches.organizations.state(), state.caches.native_apps.state());
-    let listed = applinks::listed_on(&host, &orgs, &apps);
+    let apps = state.caches.native_apps.state();
+    let listed = applinks::listed_on(&host, &state.caches.organizations, &apps);
     tracing::debug!(host, apps = listed.len(), "association file requested");
     if listed.is_empty() {
         return (StatusCode::NOT_FOUND, "no app links are registered for this host\n").into_response();

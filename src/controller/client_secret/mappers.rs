@@ -34,8 +34,10 @@ pub(super) fn org_mapper(
         store
             .state()
             .into_iter()
+            // Runs over every ClientSecret on every Organization event: compares without allocating.
             .filter(|cs| {
-                cs.namespace() == org.namespace() && Some(&cs.spec.organization_ref.name) == org.metadata.name.as_ref()
+                Some(&cs.spec.organization_ref.name) == org.metadata.name.as_ref()
+                    && cs.metadata.namespace == org.metadata.namespace
             })
             .filter(|cs| {
                 changed
@@ -57,7 +59,10 @@ pub(super) fn credentials_mapper(
         store
             .state()
             .into_iter()
-            .filter(|cs| cs.namespace() == secret.namespace() && Some(&cs.spec.organization_ref.name) == org.as_ref())
+            .filter(|cs| {
+                Some(&cs.spec.organization_ref.name) == org.as_ref()
+                    && cs.metadata.namespace == secret.metadata.namespace
+            })
             .filter(|cs| cs.phase() == ClientSecretPhase::Active)
             .map(|cs| ObjectRef::from_obj(&*cs))
             .collect()
@@ -92,13 +97,13 @@ pub(super) fn workload_mapper<W: Resource>(
         let all = store.state();
         let listing: Vec<&Arc<ClientSecret>> = all
             .iter()
-            .filter(|cs| cs.namespace() == ns)
+            .filter(|cs| cs.metadata.namespace == ns)
             .filter(|cs| cs.spec.rollout.as_ref().is_some_and(|r| r.workloads.contains(&wanted)))
             .collect();
         let orgs: Vec<&String> = listing.iter().map(|cs| &cs.spec.organization_ref.name).collect();
         all.iter()
             .filter(|cs| {
-                cs.namespace() == ns
+                cs.metadata.namespace == ns
                     && (listing.iter().any(|l| l.metadata.uid == cs.metadata.uid)
                         || (cs.phase() == ClientSecretPhase::Retiring
                             && orgs.contains(&&cs.spec.organization_ref.name)))

@@ -252,8 +252,9 @@ impl State {
             .state()
             .into_iter()
             .filter(|o| {
-                o.namespace() == cs.namespace()
-                    && o.spec.organization_ref == cs.spec.organization_ref
+                // Runs over every ClientSecret: compares without allocating.
+                o.spec.organization_ref == cs.spec.organization_ref
+                    && o.metadata.namespace == cs.metadata.namespace
                     && o.metadata.uid != cs.metadata.uid
             })
             .collect()
