@@ -6,12 +6,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Flows;
 use crate::crd::{ClientSecret, Organization};
 use crate::oauth::client_auth::{self, Attempt, AuthFailure};
 use crate::oauth::verifier::{Candidate, Presented, SecretId};
+use crate::runtime::pace::Pace;
 
 /// How often the pre-warm loop looks for secrets to warm.
 const PREWARM_EVERY: Duration = Duration::from_millis(200);
@@ -100,15 +101,19 @@ pub async fn prewarm(state: Arc<Flows>) {
     let mut seen = None;
     let mut pending: Vec<(Arc<Organization>, Arc<ClientSecret>)> = vec![];
     let mut mismatched: HashMap<SecretId, String> = HashMap::new();
+    let mut pace = Pace::new(Instant::now());
     loop {
         let generation = state.caches.generation();
-        if seen != Some(generation) {
+        // O(tenants): only after a change, and paced.
+        if seen != Some(generation) && pace.ready(Instant::now()) {
             seen = Some(generation);
-            let all = state.authenticating();
-            let ids: HashSet<SecretId> = all.iter().map(|(_, cs)| SecretId::of(cs.as_ref())).collect();
-            state.verifier.retain_pinned(|id| ids.contains(id));
-            mismatched.retain(|id, _| ids.contains(id));
-            pending = all;
+            pending = pace.run(|| {
+                let all = state.authenticating();
+                let ids: HashSet<SecretId> = all.iter().map(|(_, cs)| SecretId::of(cs.as_ref())).collect();
+                state.verifier.retain_pinned(|id| ids.contains(id));
+                mismatched.retain(|id, _| ids.contains(id));
+                all
+            });
         }
         pending.retain(|(org, cs)| {
             !state

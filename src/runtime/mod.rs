@@ -8,6 +8,7 @@
 //! - [`leader`]: leader election on a Lease; only the leader runs the controllers.
 //! - [`memory`]: allocator settings that return the start-up burst's memory.
 //! - [`metrics`]: Prometheus metrics served on the admin listener.
+//! - [`pace`]: spacing out recomputations whose cost grows with the number of tenants.
 //! - [`scope`]: which namespaces are watched (all, or a list).
 //! - [`kube_client`]: the API client: one HTTP/2 connection for every request and watch.
 
@@ -17,5 +18,6 @@ pub mod kube_client;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+pub mod pace;
 pub mod scope;
 pub mod secrets;

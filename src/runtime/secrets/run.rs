@@ -15,6 +15,7 @@ use super::{
     FETCH_BACKOFF_MAX, FETCH_TIMEOUT, Follower, MAX_FETCHES, RESYNC, SecretRef, SecretsView, Source, StreamId, wanted,
 };
 use crate::runtime::cache::Caches;
+use crate::runtime::pace::Pace;
 use crate::runtime::scope::WatchScope;
 
 type EventStream = Pin<Box<dyn Stream<Item = (StreamId, Result<Event<Secret>, watcher::Error>)> + Send>>;
@@ -67,6 +68,7 @@ pub(super) async fn follow(client: Client, caches: Caches, view: SecretsView) {
     let mut follower = Follower::new(view, units.clone());
     let mut seen = caches.generation();
     follower.follow(wanted(&caches));
+    let mut pace = Pace::new(Instant::now());
     let mut events = watches(&client, &units);
     let mut fetches: FuturesUnordered<Fetch> = FuturesUnordered::new();
     let mut tick = tokio::time::interval(RESYNC);
@@ -79,11 +81,12 @@ pub(super) async fn follow(client: Client, caches: Caches, view: SecretsView) {
             },
             Some((r, secret)) = fetches.next(), if !fetches.is_empty() => follower.on_fetched(r, secret),
             _ = tick.tick() => {
-                // What is wanted follows from the caches alone: recompute only after a change.
+                // What is wanted follows from the caches alone: recompute only after a change,
+                // and paced (it is O(tenants)).
                 let generation = caches.generation();
-                if generation != seen {
+                if generation != seen && pace.ready(Instant::now()) {
                     seen = generation;
-                    follower.follow(wanted(&caches));
+                    follower.follow(pace.run(|| wanted(&caches)));
                 }
                 follower.sweep(Instant::now());
             }
