@@ -42,6 +42,28 @@ pub const WRITERS: usize = 4;
 /// How many Event writes may wait per writer before further Events are dropped.
 pub const QUEUE_PER_WRITER: usize = 512;
 
+/// At most one "Events were dropped" line per this period.
+pub const DROP_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Events dropped since the last line that reported drops, and when that line was written.
+#[derive(Default)]
+struct Dropped {
+    since_logged: u64,
+    logged_at: Option<std::time::Instant>,
+}
+
+impl Dropped {
+    /// Counts one drop; returns the count to report when a line is due.
+    fn count(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.since_logged += 1;
+        if self.logged_at.is_some_and(|at| now.duration_since(at) < DROP_LOG_EVERY) {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.since_logged))
+    }
+}
+
 /// What is remembered of a published Event.
 #[derive(Clone)]
 struct Seen {
@@ -58,6 +80,8 @@ pub struct Recorder {
     seen: Arc<Mutex<HashMap<String, Seen>>>,
     /// The writers' queues, started on the first Event.
     writers: Arc<OnceLock<Vec<mpsc::Sender<Write>>>>,
+    /// Dropped Events not reported yet.
+    dropped: Arc<Mutex<Dropped>>,
 }
 
 /// A queued Event write.
@@ -80,6 +104,7 @@ impl Recorder {
             reporter,
             seen: Arc::default(),
             writers: Arc::default(),
+            dropped: Arc::default(),
         }
     }
 
@@ -97,7 +122,14 @@ impl Recorder {
                 // Never written: a repeat must create the Event, not count on one that is not there.
                 self.forget(ev, regarding);
             }
-            tracing::warn!(reason = %ev.reason, "too many Events are waiting to be written; one was dropped");
+            let due = self
+                .dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .count(std::time::Instant::now());
+            if let Some(dropped) = due {
+                tracing::warn!(dropped, reason = %ev.reason, "too many Events are waiting to be written; dropped some");
+            }
         }
     }
 
@@ -244,6 +276,17 @@ fn type_name(t: EventType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_are_reported_once_per_period_with_their_count() {
+        let t0 = std::time::Instant::now();
+        let mut dropped = Dropped::default();
+        assert_eq!(dropped.count(t0), Some(1), "the first drop is reported at once");
+        for i in 1..1000 {
+            assert_eq!(dropped.count(t0 + std::time::Duration::from_millis(i)), None);
+        }
+        assert_eq!(dropped.count(t0 + DROP_LOG_EVERY), Some(1000));
+    }
 
     fn recorder() -> Recorder {
         // A client that is never called: `step` makes no API calls.
