@@ -141,11 +141,9 @@ async fn run_in(ctx: Arc<Context>, unit: WatchScope) {
 }
 
 /// Queues every app once per `interval` for its association check, in name order, spread
-/// evenly over the interval: one timer for all apps. A requeue at the end of each reconcile
-/// kept an entry per app in kube's scheduler (two copies of its object reference, about
-/// 500 bytes: 5 MiB at 10,000 apps). A pass works from the names it started with (tens of
-/// bytes per app): an app created during a pass waits for the next one (it was reconciled when
-/// created), one deleted is queued for nothing. Ends when the controller's queue closes.
+/// evenly over the interval: one timer for all apps, not a scheduler entry per app (~500 B:
+/// 5 MiB at 10,000). A pass works from the names it started with: an app created during it
+/// waits for the next (it was reconciled when created). Ends when the controller's queue closes.
 async fn recheck_periodically(
     apps: Store<NativeApp>,
     queue: UnboundedSender<ObjectRef<NativeApp>>,
@@ -461,5 +459,41 @@ mod tests {
         // Changed before any status was written (a reconcile died, then the spec changed).
         assert!(may_be_listed_elsewhere(&at(Some(2), None)));
         assert!(may_be_listed_elsewhere(&at(Some(2), Some(None))));
+    }
+
+    #[tokio::test]
+    async fn one_timer_queues_every_app_once_per_interval_in_name_order() {
+        let (store, mut writer) = kube::runtime::reflector::store::<NativeApp>();
+        for name in ["c", "a", "b"] {
+            let app = ios(
+                "ns",
+                name,
+                "org",
+                &format!("com.example.{name}"),
+                "https://apps.example.com/a",
+                1,
+            );
+            writer.apply_watcher_event(&watcher::Event::Apply((*app).clone()));
+        }
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        let recheck = tokio::spawn(recheck_periodically(store, tx, Duration::from_millis(300)));
+        let mut queued = vec![];
+        for _ in 0..6 {
+            let next = tokio::time::timeout(Duration::from_secs(10), rx.next()).await;
+            let r = next.expect("an app is queued within the interval").expect("queue open");
+            assert_eq!(r.namespace.as_deref(), Some("ns"));
+            queued.push(r.name);
+        }
+        assert_eq!(
+            queued,
+            ["a", "b", "c", "a", "b", "c"],
+            "each app once per pass, by name"
+        );
+        drop(rx);
+        // The loop ends once the controller's queue is closed.
+        tokio::time::timeout(Duration::from_secs(10), recheck)
+            .await
+            .expect("ends")
+            .expect("no panic");
     }
 }
