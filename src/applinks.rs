@@ -181,11 +181,7 @@ pub struct OrgsByName<'a>(HashMap<(&'a str, &'a str), &'a Arc<Organization>>);
 impl<'a> OrgsByName<'a> {
     /// Indexes `orgs`.
     pub fn new(orgs: &'a [Arc<Organization>]) -> Self {
-        let named = orgs.iter().filter_map(|o| {
-            let key = (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?);
-            Some((key, o))
-        });
-        OrgsByName(named.collect())
+        OrgsByName(crate::crd::organization::by_name(orgs))
     }
 }
 

@@ -477,13 +477,10 @@ fn seconds(value: Option<i64>, default: u64) -> std::time::Duration {
 
 /// `orgs` by `(namespace, name)`, for callers that look organizations up by reference (one hash
 /// lookup instead of a scan per referring object).
-pub fn by_name(orgs: &[std::sync::Arc<Organization>]) -> std::collections::HashMap<(&str, &str), &Organization> {
+pub fn by_name(
+    orgs: &[std::sync::Arc<Organization>],
+) -> std::collections::HashMap<(&str, &str), &std::sync::Arc<Organization>> {
     orgs.iter()
-        .filter_map(|o| {
-            Some((
-                (o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?),
-                o.as_ref(),
-            ))
-        })
+        .filter_map(|o| Some(((o.metadata.namespace.as_deref()?, o.metadata.name.as_deref()?), o)))
         .collect()
 }
