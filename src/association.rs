@@ -23,6 +23,9 @@ use reqwest::{StatusCode, header};
 use crate::applinks::{self, AASA_PATH, ASSETLINKS_PATH, AppLink};
 use crate::crd::{NativeApp, Platform};
 
+mod resolver;
+pub use resolver::MAX_LOOKUPS;
+
 /// Largest association file accepted (Apple's own limit for the AASA is 128 KB).
 pub const MAX_FILE_BYTES: usize = 128 * 1024;
 
@@ -143,7 +146,8 @@ impl Failure {
     }
 }
 
-/// Runs association checks with one HTTPS client (connections are pooled across checks).
+/// Runs association checks with one HTTPS client (connections are pooled across checks; host
+/// lookups are bounded, see [`MAX_LOOKUPS`]).
 #[derive(Clone)]
 pub struct Checker {
     client: reqwest::Client,
@@ -158,6 +162,7 @@ impl Checker {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.timeout)
             .timeout(settings.timeout)
+            .dns_resolver(resolver::BoundedResolver::system())
             .user_agent(concat!(
                 "centralauth-operator/",
                 env!("CARGO_PKG_VERSION"),

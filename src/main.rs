@@ -16,11 +16,11 @@ use clap::Parser;
 use centralauth_operator::cli::{Cli, Command};
 use centralauth_operator::crd;
 
-/// Threads for blocking work (argon2id verifications, bounded on their own; system resolver
-/// lookups of the association checks; file reads). tokio's default is 512, each thread with
-/// its stack and allocator state: 10,000 NativeApps created at once grew the process to 390
-/// threads (it also had no bound on concurrent reconciles then). Beyond this many, blocking
-/// work queues.
+/// Threads for blocking work (argon2id verifications and the association checks' system
+/// resolver lookups, each bounded on its own; the other clients' rare lookups). tokio's default
+/// is 512, each thread with its stack and allocator state: 10,000 NativeApps created at once
+/// grew the process to 390 threads (it also had no bound on concurrent reconciles then).
+/// Beyond this many, blocking work queues.
 const MAX_BLOCKING_THREADS: usize = 64;
 
 fn main() -> ExitCode {
