@@ -10,9 +10,8 @@
 //! argon2id verifications run: a tenant whose app-link hosts resolve slowly (a DNS server that
 //! does not answer costs 5 s per try) must not take the threads other tenants' logins need.
 //!
-//! The permit is held by the blocking closure itself, not by the future that waits for it: a
-//! check that times out drops its future, but the lookup it started keeps its thread until
-//! `getaddrinfo` returns, and keeps its permit until then too.
+//! A check that times out stops waiting, but its lookup keeps its thread and its permit until
+//! `getaddrinfo` returns ([`run_bounded`]).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -20,6 +19,8 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tokio::sync::Semaphore;
+
+use crate::runtime::blocking::run_bounded;
 
 /// Most host lookups of association checks running at once (each holds a blocking thread).
 pub const MAX_LOOKUPS: usize = 4;
@@ -56,12 +57,7 @@ impl Resolve for BoundedResolver {
         let permits = self.permits.clone();
         let lookup = self.lookup;
         Box::pin(async move {
-            let permit = permits.acquire_owned().await?;
-            let addrs = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                lookup(name.as_str())
-            })
-            .await??;
+            let addrs = run_bounded(&permits, move || lookup(name.as_str())).await??;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }

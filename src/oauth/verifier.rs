@@ -27,6 +27,8 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::Semaphore;
 
+use crate::runtime::blocking::run_bounded;
+
 /// Upper bound of cached verifications; the cache is cleared when it is full.
 const CACHE_CAPACITY: usize = 10_000;
 
@@ -103,7 +105,7 @@ pub struct SecretVerifier {
     /// Dummy at the cost of generated client secrets: an unknown client costs what a known
     /// one does.
     dummy_secret_hash: Arc<str>,
-    verifications: AtomicU64,
+    verifications: Arc<AtomicU64>,
 }
 
 impl SecretVerifier {
@@ -122,7 +124,7 @@ impl SecretVerifier {
             cache: Mutex::new(Cache::default()),
             dummy_hash: crate::crypto::hash(&dummy).expect("argon2id hashing").into(),
             dummy_secret_hash: crate::crypto::hash_secret(&dummy).expect("argon2id hashing").into(),
-            verifications: AtomicU64::new(0),
+            verifications: Arc::default(),
         }
     }
 
@@ -141,12 +143,10 @@ impl SecretVerifier {
     /// [`Self::verify_any`] with `dummy` (a hash at the cost of the expected hashes) for an
     /// empty `hashes`.
     async fn verify_any_or(&self, hashes: Vec<String>, secret: &str, dummy: Arc<str>) -> Option<usize> {
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return None;
-        };
         let secret = secret.as_bytes().to_vec();
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        tokio::task::spawn_blocking(move || {
+        let verifications = self.verifications.clone();
+        run_bounded(&self.permits, move || {
+            verifications.fetch_add(1, Ordering::Relaxed);
             if hashes.is_empty() {
                 let _ = crate::crypto::verify(&dummy, &secret);
                 return None;
