@@ -80,8 +80,12 @@ impl Hydra {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let acceptor_port = listener.local_addr().unwrap().port();
         let (public, admin) = (support::free_port(), support::free_port());
+        // No pooled connections: Hydra (Go's net/http) closes idle keep-alive connections, and a
+        // POST sent on one just as it closes fails with `IncompleteMessage` (reqwest retries no
+        // POST) — seen once in CI in `rotate_keys`. A fresh loopback connection costs nothing.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         let state = AcceptorState {
